@@ -1,0 +1,193 @@
+/**
+ * `podwire`: the command line.
+ *
+ *   podwire daemon --node NAME --manifests FILE ...      run a node's data plane (see daemon/main.ts)
+ *   podwire lab up [--nodes N] [--name P] [--mtu M] [--kernel-node NAME] [-f FILE|DIR]...
+ *   podwire lab status | check | down [--all] | apply -f FILE | delete KIND/[NS/]NAME
+ *   podwire lab exec POD -- COMMAND...                    run a command inside a pod's namespace
+ *   podwire lab show counters|fdb|status [NODE]           a daemon's tables and counters
+ *   podwire apply -f FILE --socket PATH                   talk to one daemon directly
+ *   podwire show status|counters|fdb --socket PATH
+ */
+import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { daemonMain } from '../daemon/main.ts';
+import { adminRequest } from '../daemon/client.ts';
+import { labUp, labDown, loadLab, listLabs, labApply, labPods, findPod, probeTcp, type LabState, type LabPod } from '../lab/lab.ts';
+
+function readManifestArgs(files: string[] | undefined): { text: string; source: string }[] {
+  const out: { text: string; source: string }[] = [];
+  for (const f of files ?? []) {
+    const st = fs.statSync(f);
+    const list = st.isDirectory()
+      ? fs.readdirSync(f).filter((x) => /\.ya?ml$/.test(x)).sort().map((x) => path.join(f, x))
+      : [f];
+    for (const file of list) out.push({ text: fs.readFileSync(file, 'utf8'), source: file });
+  }
+  return out;
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join('  ').trimEnd()).join('\n');
+}
+
+export function podTable(pods: LabPod[]): string {
+  const rows = [['NODE', 'POD', 'IP', 'PORTS', 'LABELS']];
+  for (const p of pods) {
+    rows.push([p.node, `${p.namespace}/${p.name}`, p.ip,
+      p.ports.map((x) => `${x.containerPort}/${x.protocol}${x.name ? `(${x.name})` : ''}`).join(',') || '-',
+      Object.entries(p.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
+  }
+  return table(rows);
+}
+
+/** Probe every pod from every pod on its first TCP port; prints the matrix (rows from, columns to). */
+export async function connectivity(s: LabState, pods: LabPod[]): Promise<{ text: string; failures: number }> {
+  const targets = pods.filter((p) => p.ports.some((x) => x.protocol === 'TCP'));
+  const short = (p: LabPod) => `${p.namespace === 'default' ? '' : p.namespace + '/'}${p.name}`;
+  const rows = [['from \\ to', ...targets.map(short)]];
+  let failures = 0;
+  for (const from of pods) {
+    const probes = targets.map(async (to) => {
+      const port = to.ports.find((x) => x.protocol === 'TCP')!.containerPort;
+      const got = await probeTcp(from.netns, to.ip, port);
+      if (got === to.name) return '✓';
+      failures++;
+      return got ? `? ${got}` : '✗';
+    });
+    rows.push([short(from), ...(await Promise.all(probes))]);
+  }
+  void s;
+  return { text: table(rows), failures };
+}
+
+async function lab(argv: string[]): Promise<number> {
+  const sub = argv[0];
+  const rest = argv.slice(1);
+  const dash = rest.indexOf('--');
+  const { values, positionals } = parseArgs({
+    args: dash >= 0 ? rest.slice(0, dash) : rest,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string' }, nodes: { type: 'string' }, mtu: { type: 'string' }, file: { type: 'string', short: 'f', multiple: true },
+      all: { type: 'boolean' }, 'kernel-node': { type: 'string', multiple: true }, json: { type: 'boolean' }, 'no-check': { type: 'boolean' },
+    },
+  });
+  switch (sub) {
+    case 'up': {
+      const t0 = Date.now();
+      const s = await labUp({
+        nodes: values.nodes ? Number(values.nodes) : 2, prefix: values.name, mtu: values.mtu ? Number(values.mtu) : undefined,
+        kernelNodes: values['kernel-node'], progress: (l) => console.log(`… ${l}`),
+      });
+      try {
+        for (const m of readManifestArgs(values.file)) {
+          console.log(`… applying ${m.source}`);
+          for (const line of await labApply(s, m.text, m.source)) console.log(`  ${line}`);
+        }
+      } catch (e) {
+        console.error(`error: ${(e as Error).message}\n(the lab ${s.prefix} is up; fix the manifest and \`podwire lab apply -f\`, or \`podwire lab down\`)`);
+        return 1;
+      }
+      const pods = await labPods(s);
+      console.log(`\nlab ${s.prefix} is up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${s.nodes.length} node(s), ${pods.length} pod(s)\n`);
+      console.log(table([['NODE', 'UNDERLAY', 'POD CIDR', 'OVERLAY', 'NETNS'], ...s.nodes.map((n) => [n.name, n.underlayIp, n.podCIDR, n.overlay, n.netns])]));
+      if (pods.length) {
+        console.log(`\n${podTable(pods)}`);
+        if (!values['no-check']) {
+          console.log('\nconnectivity (TCP, first declared port; each server answers with its pod name):');
+          const c = await connectivity(s, pods);
+          console.log(c.text);
+          console.log(c.failures === 0 ? 'all pods reach all pods' : `${c.failures} probe(s) failed`);
+        }
+      }
+      console.log(`\nexplore:  podwire lab exec <pod> -- ping -c1 <ip>   |   podwire lab status   |   podwire lab show counters\nremove:   podwire lab down`);
+      return 0;
+    }
+    case 'down': {
+      const names = values.all ? listLabs() : [loadLab(values.name).prefix];
+      for (const n of names) {
+        const removed = await labDown(n);
+        console.log(`lab ${n}: removed ${removed.length} namespace(s)`);
+      }
+      return 0;
+    }
+    case 'status': {
+      const s = loadLab(values.name);
+      const pods = await labPods(s);
+      if (values.json) { console.log(JSON.stringify({ lab: s, pods }, null, 2)); return 0; }
+      console.log(`lab ${s.prefix}: ${s.nodes.map((n) => `${n.name} ${n.underlayIp} ${n.podCIDR}`).join('; ')}\n`);
+      console.log(pods.length ? podTable(pods) : 'no pods');
+      return 0;
+    }
+    case 'check': {
+      const s = loadLab(values.name);
+      const c = await connectivity(s, await labPods(s));
+      console.log(c.text);
+      return c.failures === 0 ? 0 : 1;
+    }
+    case 'apply': {
+      const s = loadLab(values.name);
+      for (const m of readManifestArgs(values.file)) for (const line of await labApply(s, m.text, m.source)) console.log(line);
+      return 0;
+    }
+    case 'delete': {
+      const s = loadLab(values.name);
+      for (const n of s.nodes.filter((x) => x.overlay === 'podwire')) {
+        const res = await adminRequest<string[]>(n.socket, { op: 'delete', keys: positionals.map(normalizeKey) });
+        if (n === s.nodes[0]) for (const l of res) console.log(l);
+      }
+      return 0;
+    }
+    case 'exec': {
+      const s = loadLab(values.name);
+      const pod = await findPod(s, positionals[0] ?? '');
+      const cmd = dash >= 0 ? rest.slice(dash + 1) : positionals.slice(1);
+      if (!cmd.length) throw new Error('usage: podwire lab exec POD -- COMMAND...');
+      const r = spawnSync('ip', ['netns', 'exec', pod.netns, ...cmd], { stdio: 'inherit' });
+      return r.status ?? 1;
+    }
+    case 'show': {
+      const s = loadLab(values.name);
+      const what = positionals[0] ?? 'counters';
+      const nodes = positionals[1] ? s.nodes.filter((n) => n.name === positionals[1]) : s.nodes.filter((n) => n.overlay === 'podwire');
+      for (const n of nodes) console.log(`# ${n.name}\n${JSON.stringify(await adminRequest(n.socket, { op: what }), null, 2)}`);
+      return 0;
+    }
+    default:
+      throw new Error(`unknown lab command ${JSON.stringify(sub)}: up, down, status, check, apply, delete, exec, show`);
+  }
+}
+
+function normalizeKey(k: string): string {
+  const [kind, ...rest] = k.split('/');
+  const norm = { pod: 'Pod', pods: 'Pod', node: 'Node', nodes: 'Node', namespace: 'Namespace', ns: 'Namespace' }[kind.toLowerCase()] ?? kind;
+  return [norm, ...rest].join('/');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const cmd = argv[0];
+  switch (cmd) {
+    case 'daemon': await daemonMain(argv.slice(1)); return -1;
+    case 'lab': return lab(argv.slice(1));
+    case 'apply': case 'show': {
+      const { values, positionals } = parseArgs({ args: argv.slice(1), allowPositionals: true, options: { socket: { type: 'string' }, file: { type: 'string', short: 'f', multiple: true } } });
+      if (!values.socket) throw new Error('--socket is required');
+      if (cmd === 'apply') {
+        for (const m of readManifestArgs(values.file)) for (const l of await adminRequest<string[]>(values.socket, { op: 'apply', yaml: m.text, source: m.source })) console.log(l);
+      } else console.log(JSON.stringify(await adminRequest(values.socket, { op: positionals[0] ?? 'status' }), null, 2));
+      return 0;
+    }
+    default:
+      console.error('usage: podwire daemon|lab|apply|show ... (see the README)');
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { if (code >= 0) process.exit(code); }, (e) => {
+  console.error(`error: ${(e as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,512 @@
+/**
+ * The podwire daemon: one per node. This is the one place where the layers are wired together.
+ *
+ *   control (manifests, IPAM, plumbing) ──writes──▶ tables (ports, routes, FDB)
+ *   addon (TAP fds, UDP underlay, readiness) ──batches──▶ data plane ──TxQueue──▶ addon
+ *
+ * Lifecycle of a pod on this node (what kubelet + a CNI plugin would do):
+ *   1. take an address from the node's pod CIDR (or the pinned one),
+ *   2. create the pod's network namespace,
+ *   3. open a TAP here (the daemon keeps its fd), move the link into the namespace, rename it eth0,
+ *      give it the pod's MAC, MTU and address, a default route via the gateway, and bring it up,
+ *   4. attach the fd as a port of the data plane, and watch it for frames,
+ *   5. in lab mode, start the pod agent that serves every declared container port.
+ * Deleting the pod undoes each step in reverse, and every step is rolled back if a later one fails,
+ * so a failed apply leaves nothing behind (the CNI plugins' cmdAdd discipline).
+ *
+ * The node itself is reached through a host TAP (`podwire0`) in the node's namespace with a route
+ * for the cluster CIDR via the gateway; the overlay is a UDP socket on port 4789 (receive) and a raw
+ * IP socket (send, so the outer UDP source port can carry each flow's hash, as Linux does).
+ */
+import * as net from 'node:net';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
+import { loadAddon, type Addon } from '../io/native.ts';
+import { FrameSlab, TxQueue, SLOT_SIZE, HEADROOM, BATCH_MAX } from '../frame/slab.ts';
+import { Fdb } from '../tables/fdb.ts';
+import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
+import { RouteTable } from '../tables/routes.ts';
+import { Counters } from '../dataplane/counters.ts';
+import { Dataplane, VXLAN_MTU_OVERHEAD } from '../dataplane/pipeline.ts';
+import { Drop, DROP_INFO } from '../wire/drop.ts';
+import { parseManifests, objectKey, type ManifestObj, type PodObj, type NodeObj, type NamespaceObj } from '../control/manifests.ts';
+import { NodeIpam } from '../control/ipam.ts';
+import {
+  ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
+  POD_MAC_PREFIX, ROUTER_MAC_PREFIX, HOST_MAC_PREFIX,
+} from '../control/addressing.ts';
+import { ipBatch, run, deleteNetns, spawn } from './sys.ts';
+
+export interface DaemonOptions {
+  nodeName: string;
+  /** Node manifests (and anything else) applied before the daemon starts forwarding. */
+  manifestText: string;
+  clusterCidr: string;
+  vni: number;
+  vxlanPort: number;
+  /** Prefix for pod namespace names: the pod's namespace is `<prefix><namespace>-<name>`. */
+  netnsPrefix: string;
+  adminSocket: string;
+  /** Start the pod agent in each pod, serving its declared container ports (labs). */
+  servePorts: boolean;
+  hostIf: string;
+  /** Underlay interface whose MTU the overlay follows; found from the node's address when empty. */
+  underlayIf?: string;
+  log?: (line: string) => void;
+}
+
+interface PodState {
+  obj: PodObj;
+  ip: string;
+  netns: string;
+  tapName: string;
+  fd: number;
+  port: number;
+  watcher?: { stop(): void };
+  agent?: ChildProcess;
+}
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export class Daemon {
+  readonly opts: DaemonOptions;
+  private addon!: Addon;
+  readonly ports = new PortTable(1024);
+  readonly fdb = new Fdb(4096);
+  readonly counters = new Counters(1024);
+  readonly slab = new FrameSlab();
+  readonly tx = new TxQueue(8192, 1024);
+  routes!: RouteTable;
+  dp!: Dataplane;
+  self!: NodeObj;
+  ipam!: NodeIpam;
+  readonly nodes = new Map<string, NodeObj>();
+  readonly namespaces = new Map<string, NamespaceObj>();
+  /** Every pod of the cluster that this daemon was told about (key namespace/name). */
+  readonly pods = new Map<string, PodObj>();
+  /** Pods running on this node. */
+  readonly local = new Map<string, PodState>();
+  private hostFd = -1;
+  private udpFd = -1;
+  private rawFd = -1;
+  private watchers: { stop(): void }[] = [];
+  private server?: net.Server;
+  private timers: NodeJS.Timeout[] = [];
+  private underlayIf = '';
+  private busy: Promise<unknown> = Promise.resolve();
+  private log: (line: string) => void;
+
+  constructor(opts: DaemonOptions) {
+    this.opts = opts;
+    this.log = opts.log ?? ((l) => process.stderr.write(`[podwire ${opts.nodeName}] ${l}\n`));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Start and stop.
+  // ---------------------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    this.addon = loadAddon();
+    const objs = parseManifests(this.opts.manifestText, 'startup manifests');
+    const self = objs.find((o): o is NodeObj => o.kind === 'Node' && o.name === this.opts.nodeName);
+    if (!self) throw new Error(`no Node manifest named ${this.opts.nodeName} among the startup manifests`);
+    const dup = objs.find((o) => o.kind === 'Node' && o.name !== self.name && o.internalIP === self.internalIP);
+    if (dup) throw new Error(`Node ${self.name}: status.addresses InternalIP ${self.internalIP} is also Node ${(dup as NodeObj).name}'s: every node needs its own underlay address`);
+    this.self = self;
+    const local = parseCidr(self.podCIDR), cluster = parseCidr(this.opts.clusterCidr);
+    this.routes = new RouteTable(local.net, local.len, cluster.net, cluster.len);
+    this.ipam = new NodeIpam(self.podCIDR);
+    const selfIp = ipToU32(self.internalIP);
+    const router = self.vtepMac ? macFromString(self.vtepMac) : macFromIp(ROUTER_MAC_PREFIX, selfIp);
+    const host = macFromIp(HOST_MAC_PREFIX, selfIp);
+    this.underlayIf = this.opts.underlayIf || (await this.findInterfaceWithAddress(self.internalIP));
+    const underlayMtu = await this.readMtu(this.underlayIf);
+    this.dp = new Dataplane(this.ports, this.routes, this.fdb, this.counters, {
+      routerMacHi: router.hi, routerMacLo: router.lo, hostMacHi: host.hi, hostMacLo: host.lo,
+      vni: this.opts.vni, vxlanPort: this.opts.vxlanPort, underlayMtu,
+    });
+
+    // The overlay: receive on UDP 4789, send through a raw socket (we write the outer headers).
+    this.udpFd = this.addon.openUdp(selfIp, this.opts.vxlanPort);
+    this.rawFd = this.addon.openRawIp();
+    this.ports.attach(PortKind.Overlay, this.rawFd, 0, 0, selfIp, 'overlay', OVERLAY_PORT);
+    const uw = new this.addon.FdWatcher(this.udpFd, () => this.onOverlayReadable());
+    uw.start(); this.watchers.push(uw);
+
+    // The host port: the node's kernel reaches the cluster through it.
+    const hostTap = this.addon.openTap(this.opts.hostIf, false);
+    this.hostFd = hostTap.fd;
+    await ipBatch([
+      `link set dev ${this.opts.hostIf} address ${macToString(host)} mtu ${this.podMtu} up`,
+      `route replace ${this.opts.clusterCidr} via ${u32ToIp(this.routes.gatewayIp)} dev ${this.opts.hostIf} onlink`,
+    ]);
+    this.ports.attach(PortKind.Host, this.hostFd, host.hi, host.lo, 0, 'host', HOST_PORT);
+    const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
+    hw.start(); this.watchers.push(hw);
+
+    await this.applyObjects(objs);
+    this.timers.push(setInterval(() => this.fdb.sweep(Date.now()), 10_000));
+    this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
+    await this.listen();
+    this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
+  }
+
+  /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
+  get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.server?.close();
+    for (const key of [...this.local.keys()]) await this.deleteLocalPod(key).catch((e) => this.log(String(e)));
+    for (const w of this.watchers) w.stop();
+    this.watchers = [];
+    for (const fd of [this.hostFd, this.udpFd, this.rawFd]) if (fd >= 0) this.addon.closeFd(fd);
+    this.hostFd = this.udpFd = this.rawFd = -1;
+    try { fs.unlinkSync(this.opts.adminSocket); } catch { /* already gone */ }
+  }
+
+  private async findInterfaceWithAddress(ip: string): Promise<string> {
+    const out = JSON.parse(await run('ip', ['-j', '-4', 'addr', 'show'])) as { ifname: string; addr_info: { local: string }[] }[];
+    const found = out.find((l) => l.addr_info.some((a) => a.local === ip));
+    if (!found) throw new Error(`node ${this.opts.nodeName}: no interface here has the node's InternalIP ${ip}; is this the right node?`);
+    return found.ifname;
+  }
+
+  private async readMtu(ifname: string): Promise<number> {
+    const out = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', ifname])) as { mtu: number }[];
+    return out[0].mtu;
+  }
+
+  /** Follow the underlay MTU: when it shrinks, encapsulation starts answering with ICMP frag-needed. */
+  private async refreshMtu(): Promise<void> {
+    try {
+      const mtu = await this.readMtu(this.underlayIf);
+      if (mtu !== this.dp.cfg.underlayMtu) {
+        this.log(`underlay ${this.underlayIf} MTU ${this.dp.cfg.underlayMtu} → ${mtu}; overlay MTU now ${mtu - VXLAN_MTU_OVERHEAD}`);
+        this.dp.setUnderlayMtu(mtu);
+      }
+    } catch { /* the interface may be going away with the node */ }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The data path glue: read a batch, run the pipeline, flush the TxQueue.
+  // ---------------------------------------------------------------------------------------------
+
+  private onTapReadable(port: number, fd: number): void {
+    const slab = this.slab;
+    let n: number;
+    try {
+      n = this.addon.readBatch(fd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens);
+    } catch (e) {
+      this.log(`read on port ${port} (${this.ports.label[port]}): ${(e as Error).message}`);
+      return;
+    }
+    if (n === 0) return;
+    slab.reset();
+    this.dp.processTapBatch(slab, port, n, this.tx, Date.now());
+    this.flush();
+  }
+
+  private onOverlayReadable(): void {
+    const slab = this.slab;
+    let n: number;
+    try {
+      n = this.addon.recvBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs, slab.srcPorts);
+    } catch (e) {
+      this.log(`overlay receive: ${(e as Error).message}`);
+      return;
+    }
+    if (n === 0) return;
+    slab.reset();
+    this.dp.processOverlayBatch(slab, n, this.tx, Date.now());
+    this.flush();
+  }
+
+  /** One batched write per output port; frames a full device queue could not take are counted. */
+  private flush(): void {
+    const tx = this.tx, c = this.counters, ports = this.ports, u8 = this.slab.u8;
+    if (tx.count === 0) return;
+    tx.group(this.opts.vxlanPort);
+    for (let k = 0; k < tx.touchedCount; k++) {
+      const p = tx.touched[k], start = tx.groupStart[p], n = tx.groupEnd[p] - start;
+      if (ports.kind[p] === PortKind.Free) { for (let i = 0; i < n; i++) c.drop(p, Drop.UnknownPort); continue; }
+      const done = p === OVERLAY_PORT
+        ? this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n)
+        : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
+      c.txPackets[p] += done;
+      for (let i = start; i < start + done; i++) c.txBytes[p] += tx.sortedLen[i];
+      for (let i = done; i < n; i++) c.drop(p, Drop.TxQueueFull);
+    }
+    tx.clear();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Control: applying manifests.
+  // ---------------------------------------------------------------------------------------------
+
+  /** Apply manifests (YAML text). All-or-nothing: validation happens before anything changes. */
+  apply(text: string, source = 'request'): Promise<string[]> {
+    const objs = parseManifests(text, source);
+    return this.serialize(() => this.applyObjects(objs));
+  }
+
+  /** Delete objects named in YAML text (or `kind/namespace/name` keys). */
+  delete(keys: string[]): Promise<string[]> {
+    return this.serialize(async () => {
+      const done: string[] = [];
+      for (const key of keys) {
+        const [kind, a, b] = key.split('/');
+        if (kind === 'Pod') {
+          const podKey = b === undefined ? `default/${a}` : `${a}/${b}`;
+          if (!this.pods.has(podKey)) throw new Error(`Pod ${podKey}: not found`);
+          this.pods.delete(podKey);
+          if (this.local.has(podKey)) await this.deleteLocalPod(podKey);
+          done.push(`Pod/${podKey} deleted`);
+        } else if (kind === 'Node') {
+          if (a === this.self.name) throw new Error(`Node ${a}: a daemon cannot delete its own node; stop the daemon instead`);
+          if (!this.nodes.delete(a)) throw new Error(`Node ${a}: not found`);
+          this.routes.removeNode(a);
+          done.push(`Node/${a} deleted`);
+        } else if (kind === 'Namespace') {
+          if (!this.namespaces.delete(a)) throw new Error(`Namespace ${a}: not found`);
+          done.push(`Namespace/${a} deleted`);
+        } else throw new Error(`cannot delete ${key}: kind must be Pod, Node or Namespace`);
+      }
+      return done;
+    });
+  }
+
+  /** Control requests run one at a time, so a half-applied request is never visible to another. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.busy.then(fn, fn);
+    this.busy = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyObjects(objs: ManifestObj[]): Promise<string[]> {
+    // Validate against current state first: nothing is applied if anything is wrong.
+    for (const o of objs) this.validateAgainstState(o);
+    const done: string[] = [];
+    const createdPods: string[] = [];
+    try {
+      for (const o of objs) {
+        if (o.kind === 'Namespace') { this.namespaces.set(o.name, o); done.push(`${objectKey(o)} configured`); }
+        else if (o.kind === 'Node') { this.applyNode(o); done.push(`${objectKey(o)} configured`); }
+        else if (o.kind === 'Pod') {
+          const key = `${o.namespace}/${o.name}`;
+          const existing = this.pods.get(key);
+          this.pods.set(key, o);
+          if (existing) { const st = this.local.get(key); if (st) st.obj = o; done.push(`${objectKey(o)} configured`); continue; }
+          if (o.nodeName === this.self.name) { await this.createLocalPod(o); createdPods.push(key); }
+          done.push(`${objectKey(o)} created${o.nodeName === this.self.name ? ` (${this.local.get(key)!.ip})` : ''}`);
+        }
+      }
+    } catch (e) {
+      // Roll back the pods this request created, so a failed apply leaves nothing behind.
+      for (const key of createdPods.reverse()) { await this.deleteLocalPod(key).catch(() => undefined); this.pods.delete(key); }
+      throw e;
+    }
+    return done;
+  }
+
+  private validateAgainstState(o: ManifestObj): void {
+    if (o.kind === 'Pod') {
+      const key = `${o.namespace}/${o.name}`;
+      const existing = this.pods.get(key);
+      if (existing) {
+        const same = existing.nodeName === o.nodeName && existing.pinnedIp === o.pinnedIp
+          && JSON.stringify(existing.ports) === JSON.stringify(o.ports);
+        if (!same) throw new Error(`Pod ${key}: spec is immutable once the pod exists (nodeName, podwire.io/ip and ports); delete the pod first`);
+      }
+      if (o.nodeName === this.self.name && o.pinnedIp) {
+        if (!this.ipam.contains(o.pinnedIp)) throw new Error(`Pod ${key}: metadata.annotations[podwire.io/ip]: ${o.pinnedIp} is not in node ${this.self.name}'s pod CIDR ${this.self.podCIDR}`);
+        for (const st of this.local.values()) {
+          if (st.ip === o.pinnedIp && `${st.obj.namespace}/${st.obj.name}` !== key) throw new Error(`Pod ${key}: metadata.annotations[podwire.io/ip]: ${o.pinnedIp} is already used by pod ${st.obj.namespace}/${st.obj.name}`);
+        }
+      }
+    } else if (o.kind === 'Node') {
+      if (o.name === this.self.name && (o.podCIDR !== this.self.podCIDR || o.internalIP !== this.self.internalIP)) {
+        throw new Error(`Node ${o.name}: spec.podCIDR and InternalIP of a running node cannot change; restart its daemon`);
+      }
+      for (const n of this.nodes.values()) {
+        if (n.name !== o.name && n.internalIP === o.internalIP) throw new Error(`Node ${o.name}: status.addresses InternalIP ${o.internalIP} is already node ${n.name}'s`);
+        if (n.name !== o.name && cidrsOverlap(n.podCIDR, o.podCIDR)) throw new Error(`Node ${o.name}: spec.podCIDR ${o.podCIDR} overlaps node ${n.name}'s ${n.podCIDR}`);
+      }
+      const cl = parseCidr(this.opts.clusterCidr), pc = parseCidr(o.podCIDR);
+      if (pc.len < cl.len || ((pc.net & this.routes.clusterMask) >>> 0) !== cl.net) throw new Error(`Node ${o.name}: spec.podCIDR ${o.podCIDR} is not inside the cluster CIDR ${this.opts.clusterCidr}`);
+    }
+  }
+
+  private applyNode(o: NodeObj): void {
+    this.nodes.set(o.name, o);
+    const ip = ipToU32(o.internalIP), cidr = parseCidr(o.podCIDR);
+    const mac = o.vtepMac ? macFromString(o.vtepMac) : macFromIp(ROUTER_MAC_PREFIX, ip);
+    this.routes.upsertNode({ name: o.name, podNet: cidr.net, prefixLen: cidr.len, underlayIp: ip, vtepMacHi: mac.hi, vtepMacLo: mac.lo, self: o.name === this.self.name });
+  }
+
+  private async createLocalPod(o: PodObj): Promise<void> {
+    const key = `${o.namespace}/${o.name}`;
+    const ip = this.ipam.allocate(key, o.pinnedIp);
+    const netns = `${this.opts.netnsPrefix}${o.namespace}-${o.name}`;
+    const tapName = tapNameFor(`${this.self.name}/${key}`);
+    const mac = macFromIp(POD_MAC_PREFIX, ipToU32(ip));
+    const undo: (() => Promise<void> | void)[] = [() => this.ipam.release(key)];
+    try {
+      await run('ip', ['netns', 'add', netns]);
+      undo.push(() => deleteNetns(netns));
+      const tap = this.addon.openTap(tapName, false);
+      undo.push(() => this.addon.closeFd(tap.fd));
+      await ipBatch([`link set dev ${tapName} netns ${netns}`]);
+      await ipBatch([
+        `link set dev lo up`,
+        `link set dev ${tapName} name eth0`,
+        `link set dev eth0 address ${macToString(mac)} mtu ${this.podMtu} up`,
+        `addr add ${ip}/${this.ipam.prefixLength} dev eth0`,
+        `route add default via ${this.ipam.gateway} dev eth0`,
+      ], netns);
+      // Pods here speak IPv4 only; without this their kernels chatter IPv6 router solicitations.
+      await run('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+      const port = this.ports.attach(PortKind.Pod, tap.fd, mac.hi, mac.lo, ipToU32(ip), key);
+      undo.push(() => { this.ports.detach(port); this.dp.refreshPodPorts(); });
+      this.counters.resetPort(port);
+      this.routes.setLocalPod(ipToU32(ip), port);
+      undo.push(() => this.routes.clearLocalPod(ipToU32(ip)));
+      this.dp.refreshPodPorts();
+      const st: PodState = { obj: o, ip, netns, tapName, fd: tap.fd, port };
+      const w = new this.addon.FdWatcher(tap.fd, () => this.onTapReadable(port, tap.fd));
+      w.start(); st.watcher = w;
+      undo.push(() => w.stop());
+      if (this.opts.servePorts) st.agent = await this.startAgent(o, netns);
+      this.local.set(key, st);
+      this.log(`pod ${key}: ${ip} ${macToString(mac)} in netns ${netns} (port ${port})`);
+    } catch (e) {
+      for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
+      throw new Error(`Pod ${key}: could not be created: ${(e as Error).message}`);
+    }
+  }
+
+  private startAgent(o: PodObj, netns: string): Promise<ChildProcess> {
+    const args = ['netns', 'exec', netns, process.execPath, '--import', 'tsx', path.join(REPO_ROOT, 'src/lab/pod-agent.ts'), '--name', o.name, '--namespace', o.namespace];
+    for (const proto of ['TCP', 'UDP', 'SCTP'] as const) {
+      const ports = o.ports.filter((p) => p.protocol === proto).map((p) => p.containerPort);
+      if (ports.length) args.push(`--${proto.toLowerCase()}`, ports.join(','));
+    }
+    return new Promise((resolve, reject) => {
+      const child = spawn('ip', args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      const timer = setTimeout(() => { child.kill(); reject(new Error('pod agent did not become ready in 20 s')); }, 20_000);
+      child.stderr!.on('data', (d) => { err += d; });
+      child.stdout!.on('data', (d) => {
+        if (String(d).includes('ready')) { clearTimeout(timer); resolve(child); }
+      });
+      child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`pod agent exited (${code}): ${err.trim()}`)); });
+    });
+  }
+
+  private async deleteLocalPod(key: string): Promise<void> {
+    const st = this.local.get(key);
+    if (!st) return;
+    this.local.delete(key);
+    st.watcher?.stop();
+    if (st.agent && st.agent.exitCode === null) {
+      const exited = new Promise((r) => st.agent!.once('exit', r));
+      st.agent.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    }
+    this.routes.clearLocalPod(ipToU32(st.ip));
+    this.fdb.flushPort(st.port);
+    this.ports.detach(st.port);
+    this.dp.refreshPodPorts();
+    this.addon.closeFd(st.fd);
+    await deleteNetns(st.netns);
+    this.ipam.release(key);
+    this.log(`pod ${key}: deleted`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Views and the admin socket.
+  // ---------------------------------------------------------------------------------------------
+
+  status(): object {
+    const pods = [...this.local.values()].map((s) => ({
+      namespace: s.obj.namespace, name: s.obj.name, ip: s.ip, mac: macToString(macFromIp(POD_MAC_PREFIX, ipToU32(s.ip))),
+      netns: s.netns, port: s.port, ports: s.obj.ports, labels: s.obj.labels,
+    }));
+    return {
+      node: this.self.name, podCIDR: this.self.podCIDR, internalIP: this.self.internalIP,
+      gateway: u32ToIp(this.routes.gatewayIp), podMtu: this.podMtu, underlayMtu: this.dp.cfg.underlayMtu,
+      nodes: [...this.nodes.values()].map((n) => ({ name: n.name, podCIDR: n.podCIDR, internalIP: n.internalIP, overlay: n.overlay })),
+      pods,
+      pending: [...this.pods.values()].filter((p) => !p.nodeName).map((p) => `${p.namespace}/${p.name}`),
+    };
+  }
+
+  counterView(): object {
+    const c = this.counters;
+    const drops: Record<string, number> = {};
+    DROP_INFO.forEach((d, i) => { if (c.drops[i] > 0) drops[d.label] = c.drops[i]; });
+    const ports = this.ports.attached().map((p) => {
+      const pd: Record<string, number> = {};
+      DROP_INFO.forEach((d, i) => { const v = c.portDrops[p * DROP_INFO.length + i]; if (v > 0) pd[d.label] = v; });
+      return { port: p, label: this.ports.label[p], rxPackets: c.rxPackets[p], rxBytes: c.rxBytes[p], txPackets: c.txPackets[p], txBytes: c.txBytes[p], drops: pd };
+    });
+    return {
+      drops, ports, localReplies: c.localReplies, icmpErrorsSent: c.icmpErrorsSent, icmpErrorsRateLimited: c.icmpErrorsRateLimited,
+      vxlanEncap: c.vxlanEncap, vxlanDecap: c.vxlanDecap, floods: c.floods, batches: c.batches, batchFrames: c.batchFrames,
+      fdbEntries: this.fdb.size, addon: this.addon.stats(),
+    };
+  }
+
+  fdbView(): object[] {
+    return this.fdb.entries(Date.now()).map((e) => ({ mac: macToString(e), port: e.port, label: this.ports.label[e.port], ageMs: e.ageMs }));
+  }
+
+  /** The admin socket: one JSON request per line, one JSON answer per line; root only (mode 0600). */
+  private listen(): Promise<void> {
+    const sock = this.opts.adminSocket;
+    fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o700 });
+    try { fs.unlinkSync(sock); } catch { /* not there */ }
+    this.server = net.createServer((conn) => {
+      let buf = '';
+      conn.on('data', (d) => {
+        buf += d;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl); buf = buf.slice(nl + 1);
+          void this.handleRequest(line).then((res) => conn.write(JSON.stringify(res) + '\n'));
+        }
+      });
+      conn.on('error', () => undefined);
+    });
+    return new Promise((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(sock, () => { fs.chmodSync(sock, 0o600); resolve(); });
+    });
+  }
+
+  private async handleRequest(line: string): Promise<object> {
+    try {
+      const req = JSON.parse(line) as { op: string; yaml?: string; keys?: string[]; source?: string };
+      switch (req.op) {
+        case 'apply': return { ok: true, result: await this.apply(String(req.yaml ?? ''), req.source) };
+        case 'delete': return { ok: true, result: await this.delete(req.keys ?? []) };
+        case 'status': return { ok: true, result: this.status() };
+        case 'counters': return { ok: true, result: this.counterView() };
+        case 'fdb': return { ok: true, result: this.fdbView() };
+        case 'ping': return { ok: true, result: 'pong' };
+        default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
+      }
+    } catch (e) {
+      return { ok: false, error: (e as Error).message };
+    }
+  }
+}
+
+function cidrsOverlap(a: string, b: string): boolean {
+  const x = parseCidr(a), y = parseCidr(b);
+  const len = Math.min(x.len, y.len);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return ((x.net & mask) >>> 0) === ((y.net & mask) >>> 0);
+}

@@ -1,0 +1,60 @@
+/**
+ * `podwire daemon`: run the data plane for one node in the current network namespace.
+ *
+ *   podwire daemon --node node1 --manifests nodes.yaml [--cluster-cidr 10.244.0.0/16] [--vni 1]
+ *                  [--vxlan-port 4789] [--netns-prefix pw-] [--admin-socket /run/podwire/node1.sock]
+ *                  [--serve-ports] [--host-if podwire0] [--underlay-if eth1]
+ *
+ * The manifests must include this node's Node object (its pod CIDR and underlay address); other Node
+ * objects make the rest of the cluster known. SIGTERM/SIGINT remove every pod this daemon created.
+ */
+import { parseArgs } from 'node:util';
+import * as fs from 'node:fs';
+import { Daemon } from './daemon.ts';
+
+export async function daemonMain(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      node: { type: 'string' },
+      manifests: { type: 'string', multiple: true },
+      'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
+      vni: { type: 'string', default: '1' },
+      'vxlan-port': { type: 'string', default: '4789' },
+      'netns-prefix': { type: 'string', default: 'pw-' },
+      'admin-socket': { type: 'string' },
+      'serve-ports': { type: 'boolean', default: false },
+      'host-if': { type: 'string', default: 'podwire0' },
+      'underlay-if': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.node) throw new Error('--node is required');
+  if (!values.manifests?.length) throw new Error('--manifests is required (a file with at least this node\'s Node object)');
+  const vni = Number(values.vni), vxlanPort = Number(values['vxlan-port']);
+  if (!Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new Error(`--vni ${values.vni}: must be an integer 0..16777215`);
+  if (!Number.isInteger(vxlanPort) || vxlanPort < 1 || vxlanPort > 65535) throw new Error(`--vxlan-port ${values['vxlan-port']}: must be 1..65535`);
+  const manifestText = values.manifests.map((f) => fs.readFileSync(f, 'utf8')).join('\n---\n');
+  const daemon = new Daemon({
+    nodeName: values.node, manifestText, clusterCidr: values['cluster-cidr']!, vni, vxlanPort,
+    netnsPrefix: values['netns-prefix']!, adminSocket: values['admin-socket'] ?? `/run/podwire/${values.node}.sock`,
+    servePorts: values['serve-ports']!, hostIf: values['host-if']!, underlayIf: values['underlay-if'],
+  });
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`[podwire ${values.node}] ${sig}: removing pods and stopping\n`);
+    await daemon.stop().catch((e) => process.stderr.write(`${e}\n`));
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  try {
+    await daemon.start();
+  } catch (e) {
+    await daemon.stop().catch(() => undefined);
+    throw e;
+  }
+  process.stdout.write('ready\n');
+}

@@ -1,0 +1,428 @@
+/**
+ * The data plane: what happens to every frame a pod, the node or another node sends us.
+ *
+ * podwire's node is a switch and a router in one, like the `cni0` bridge plus the kernel's routing
+ * table plus `flannel.1` on a Flannel node, but written out as stages you can read:
+ *
+ *   pod TAP rx ─▶ L2 checks ─▶ anti-spoof ─▶ learn ─┬─ ARP ──▶ gateway? answer : bridge
+ *                                                  └─ IPv4 ─▶ to router MAC? route : bridge
+ *   host TAP rx ─▶ ARP for the gateway, or IPv4 to the router ─▶ route
+ *   VXLAN rx ─▶ header, VNI and sender checks ─▶ decap ─▶ route (local pods and the node only)
+ *
+ *   route: TTL ─▶ lookup ─┬─ local pod   ─▶ MACs rewritten, TTL-1 ─▶ that pod's TAP
+ *                         ├─ the node    ─▶ host TAP
+ *                         ├─ other node  ─▶ MTU check ─▶ VXLAN encap into headroom ─▶ underlay
+ *                         ├─ gateway     ─▶ ping answered in place
+ *                         └─ unreachable ─▶ ICMP error back to the sender
+ *
+ * Rules of this file (the hot path):
+ *   - a batch is processed in one synchronous pass; nothing allocates per frame; headers are read
+ *     and rewritten in place through one DataView over the slab;
+ *   - every early exit returns a code from the one Drop list, and the caller counts it; a bad frame
+ *     never throws;
+ *   - forwarding never copies a frame: it queues (port, offset, length) on the TxQueue, and the
+ *     daemon flushes each port with one batched write.
+ */
+import { Drop } from '../wire/drop.ts';
+import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
+import { checkArp, ARP_OPER, ARP_REQUEST, ARP_REPLY, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA } from '../wire/arp.ts';
+import {
+  checkIpv4, IPV4_DST, IPV4_FLAGS_FRAG, IPV4_FLAG_DF, IPV4_PROTO, IPV4_SRC, IPV4_TTL,
+  IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ipv4DecrementTtl, ipv4WriteChecksum,
+} from '../wire/ipv4.ts';
+import {
+  ICMP_CHECKSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED,
+  ICMP_CODE_NET_UNREACH, ICMP_CODE_HOST_UNREACH, ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_HEADER_LEN,
+} from '../wire/icmp.ts';
+import { checksumUpdate16, internetChecksum } from '../wire/checksum.ts';
+import { checkTcp } from '../wire/tcp.ts';
+import { checkVxlan, VXLAN_HEADER_LEN, flowHash5, vxlanSourcePort } from '../wire/vxlan.ts';
+import { FrameSlab, TxQueue, BATCH_MAX } from '../frame/slab.ts';
+import { Fdb } from '../tables/fdb.ts';
+import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
+import { RouteTable, Route } from '../tables/routes.ts';
+import { Counters } from './counters.ts';
+
+/** Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation prepends in the headroom. */
+export const VXLAN_OVERHEAD_INNER = 20 + 8 + VXLAN_HEADER_LEN;
+/** What VXLAN costs the pod MTU: outer IPv4 + UDP + VXLAN + the inner Ethernet header (RFC 7348 §4.3). */
+export const VXLAN_MTU_OVERHEAD = VXLAN_OVERHEAD_INNER + ETH_HEADER_LEN;
+/** A marker for "the daemon itself" as the origin of a packet (ICMP errors, ping replies). */
+const SELF = -1;
+
+export interface DataplaneConfig {
+  routerMacHi: number;   // the gateway's and this node's VTEP MAC
+  routerMacLo: number;
+  hostMacHi: number;     // the node-side host TAP's MAC
+  hostMacLo: number;
+  vni: number;
+  vxlanPort: number;     // destination UDP port on the underlay (4789)
+  underlayMtu: number;
+  icmpErrorsPerSecond?: number;
+}
+
+export class Dataplane {
+  readonly ports: PortTable;
+  readonly routes: RouteTable;
+  readonly fdb: Fdb;
+  readonly counters: Counters;
+  readonly cfg: DataplaneConfig;
+  /** Largest inner IPv4 packet the overlay can carry: underlay MTU − 50. */
+  overlayMtu: number;
+  /** Pod ports, dense, for flooding (rebuilt by the control plane on attach/detach). */
+  podPorts = new Int32Array(0);
+  private icmpTokens: number;
+  private icmpLastRefillMs = 0;
+  // Per-batch state (no allocation).
+  private nowMs = 0;
+
+  constructor(ports: PortTable, routes: RouteTable, fdb: Fdb, counters: Counters, cfg: DataplaneConfig) {
+    this.ports = ports; this.routes = routes; this.fdb = fdb; this.counters = counters; this.cfg = cfg;
+    this.overlayMtu = cfg.underlayMtu - VXLAN_MTU_OVERHEAD;
+    this.icmpTokens = cfg.icmpErrorsPerSecond ?? 1000;
+  }
+
+  /** Underlay MTU changed (read from the device): the overlay MTU follows. */
+  setUnderlayMtu(mtu: number): void { this.cfg.underlayMtu = mtu; this.overlayMtu = mtu - VXLAN_MTU_OVERHEAD; }
+
+  /** Recompute the flood list after pods attach or detach. */
+  refreshPodPorts(): void {
+    const list: number[] = [];
+    for (let p = 0; p < this.ports.maxPorts; p++) if (this.ports.kind[p] === PortKind.Pod) list.push(p);
+    this.podPorts = Int32Array.from(list);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Entry points: one call per batch.
+  // ---------------------------------------------------------------------------------------------
+
+  /** Process `count` frames read from TAP port `inPort` into slots 0..count-1 of the slab. */
+  processTapBatch(slab: FrameSlab, inPort: number, count: number, tx: TxQueue, nowMs: number): void {
+    this.beginBatch(nowMs, count);
+    const c = this.counters;
+    for (let i = 0; i < count; i++) {
+      const off = slab.frameOffset(i), len = slab.lens[i];
+      c.rxPackets[inPort]++; c.rxBytes[inPort] += len;
+      const verdict = this.ports.kind[inPort] === PortKind.Pod
+        ? this.fromPod(slab, inPort, off, len, tx)
+        : this.fromHost(slab, off, len, tx);
+      if (verdict !== Drop.None) c.drop(inPort, verdict);
+    }
+  }
+
+  /** Process `count` VXLAN datagrams received from the underlay into slots 0..count-1. */
+  processOverlayBatch(slab: FrameSlab, count: number, tx: TxQueue, nowMs: number): void {
+    this.beginBatch(nowMs, count);
+    const c = this.counters;
+    for (let i = 0; i < count; i++) {
+      const len = slab.lens[i];
+      c.rxPackets[OVERLAY_PORT]++;
+      if (len < 0) { c.drop(OVERLAY_PORT, Drop.VxlanTruncated); continue; }
+      c.rxBytes[OVERLAY_PORT] += len;
+      const verdict = this.fromOverlay(slab, slab.frameOffset(i), len, slab.srcAddrs[i], tx);
+      if (verdict !== Drop.None) c.drop(OVERLAY_PORT, verdict);
+    }
+  }
+
+  private beginBatch(nowMs: number, count: number): void {
+    this.nowMs = nowMs;
+    const c = this.counters;
+    c.batches++; c.batchFrames += count;
+    // Refill the ICMP error budget (a token bucket, as Linux's icmp_ratelimit does).
+    const rate = this.cfg.icmpErrorsPerSecond ?? 1000;
+    if (nowMs - this.icmpLastRefillMs >= 100) {
+      this.icmpTokens = Math.min(rate, this.icmpTokens + ((nowMs - this.icmpLastRefillMs) * rate) / 1000);
+      this.icmpLastRefillMs = nowMs;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ingress stages.
+  // ---------------------------------------------------------------------------------------------
+
+  /** A frame from a pod: L2 checks, anti-spoofing, learning, then ARP, routing or bridging. */
+  private fromPod(slab: FrameSlab, inPort: number, off: number, len: number, tx: TxQueue): number {
+    const dv = slab.dv, u8 = slab.u8, ports = this.ports;
+    if (len < ETH_HEADER_LEN) return Drop.EthTruncated;
+    if ((u8[off + 6] & 1) !== 0) return Drop.MulticastSrcMac;
+    const srcHi = dv.getUint16(off + 6), srcLo = dv.getUint32(off + 8);
+    if (srcHi !== ports.macHi[inPort] || srcLo !== ports.macLo[inPort]) return Drop.SpoofedSrcMac;
+    this.fdb.learn(srcHi, srcLo, inPort, this.nowMs);
+
+    const type = dv.getUint16(off + 12), l3 = off + ETH_HEADER_LEN, end = off + len;
+    if (type === ETHERTYPE_ARP) {
+      const bad = checkArp(dv, l3, end);
+      if (bad !== Drop.None) return bad;
+      // A pod may only speak for itself: its own MAC, and its own address (or 0.0.0.0 for an
+      // RFC 5227 probe). ARP claiming another pod's address is how poisoning starts.
+      const spa = dv.getUint32(l3 + ARP_SPA);
+      if (dv.getUint16(l3 + ARP_SHA) !== srcHi || dv.getUint32(l3 + ARP_SHA + 2) !== srcLo) return Drop.SpoofedArp;
+      if (spa !== ports.ip[inPort] && spa !== 0) return Drop.SpoofedArp;
+      if (dv.getUint16(l3 + ARP_OPER) === ARP_REQUEST && dv.getUint32(l3 + ARP_TPA) === this.routes.gatewayIp) {
+        return this.answerArp(slab, inPort, off, l3, tx);
+      }
+      return this.bridge(slab, inPort, off, len, tx);
+    }
+    if (type !== ETHERTYPE_IPV4) return Drop.EthUnsupportedType;
+    const bad = checkIpv4(dv, u8, l3, end);
+    if (bad !== Drop.None) return bad;
+    if (dv.getUint32(l3 + IPV4_SRC) !== ports.ip[inPort]) return Drop.SpoofedSrcIp;
+    if (dv.getUint16(off) === this.cfg.routerMacHi && dv.getUint32(off + 2) === this.cfg.routerMacLo) {
+      return this.route(slab, inPort, off, tx, false);
+    }
+    return this.bridge(slab, inPort, off, len, tx);
+  }
+
+  /** A frame from the node's kernel: it may ARP for the gateway and send IPv4 to the router. */
+  private fromHost(slab: FrameSlab, off: number, len: number, tx: TxQueue): number {
+    const dv = slab.dv, u8 = slab.u8;
+    if (len < ETH_HEADER_LEN) return Drop.EthTruncated;
+    const type = dv.getUint16(off + 12), l3 = off + ETH_HEADER_LEN, end = off + len;
+    if (type === ETHERTYPE_ARP) {
+      const bad = checkArp(dv, l3, end);
+      if (bad !== Drop.None) return bad;
+      if (dv.getUint16(l3 + ARP_OPER) === ARP_REQUEST && dv.getUint32(l3 + ARP_TPA) === this.routes.gatewayIp) {
+        return this.answerArp(slab, HOST_PORT, off, l3, tx);
+      }
+      return Drop.L2Unicast;
+    }
+    if (type !== ETHERTYPE_IPV4) return Drop.EthUnsupportedType;
+    const bad = checkIpv4(dv, u8, l3, end);
+    if (bad !== Drop.None) return bad;
+    if (dv.getUint16(off) !== this.cfg.routerMacHi || dv.getUint32(off + 2) !== this.cfg.routerMacLo) return Drop.L2Unicast;
+    return this.route(slab, HOST_PORT, off, tx, false);
+  }
+
+  /**
+   * A VXLAN datagram from another node (RFC 7348 §5): the sender must be a cluster member, the
+   * header well-formed and the VNI ours; the inner frame must be addressed to our VTEP MAC.
+   */
+  private fromOverlay(slab: FrameSlab, off: number, len: number, srcAddr: number, tx: TxQueue): number {
+    const dv = slab.dv, u8 = slab.u8, end = off + len;
+    const node = this.routes.nodeByUnderlay.get(srcAddr);
+    if (node < 0 || srcAddr === this.routes.selfUnderlayIp) return Drop.VxlanUnknownPeer;
+    const bad = checkVxlan(dv, off, end, this.cfg.vni);
+    if (bad !== Drop.None) return bad;
+    this.counters.vxlanDecap++;
+    const inner = off + VXLAN_HEADER_LEN;
+    if (dv.getUint16(inner) !== this.cfg.routerMacHi || dv.getUint32(inner + 2) !== this.cfg.routerMacLo) return Drop.VxlanBadInnerMac;
+    if (dv.getUint16(inner + 12) !== ETHERTYPE_IPV4) return Drop.EthUnsupportedType;
+    const badIp = checkIpv4(dv, u8, inner + ETH_HEADER_LEN, end);
+    if (badIp !== Drop.None) return badIp;
+    return this.route(slab, OVERLAY_PORT, inner, tx, false);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // L2: the learning bridge among the node's pods.
+  // ---------------------------------------------------------------------------------------------
+
+  /** Forward by destination MAC: known unicast to one port, everything else flooded to the pods. */
+  private bridge(slab: FrameSlab, inPort: number, off: number, len: number, tx: TxQueue): number {
+    const dv = slab.dv;
+    if ((slab.u8[off] & 1) === 0) {
+      const out = this.fdb.lookup(dv.getUint16(off), dv.getUint32(off + 2), this.nowMs);
+      if (out >= 0) {
+        if (out === inPort) return Drop.L2Unicast;   // the destination is behind the input port
+        if (!tx.push(out, off, len)) return Drop.TxQueueFull;
+        return Drop.None;
+      }
+    }
+    this.counters.floods++;
+    const pods = this.podPorts;
+    for (let k = 0; k < pods.length; k++) {
+      const p = pods[k];
+      if (p !== inPort && !tx.push(p, off, len)) return Drop.TxQueueFull;
+    }
+    return Drop.None;
+  }
+
+  /** Turn an ARP request for the gateway into the reply, in place, and send it back (RFC 826). */
+  private answerArp(slab: FrameSlab, inPort: number, off: number, l3: number, tx: TxQueue): number {
+    const dv = slab.dv, u8 = slab.u8, cfg = this.cfg;
+    u8.copyWithin(off, off + 6, off + 12);                         // eth dst := requester
+    dv.setUint16(off + 6, cfg.routerMacHi); dv.setUint32(off + 8, cfg.routerMacLo);
+    dv.setUint16(l3 + ARP_OPER, ARP_REPLY);
+    u8.copyWithin(l3 + ARP_THA, l3 + ARP_SHA, l3 + ARP_SHA + 10); // target := sender (MAC + IP)
+    dv.setUint16(l3 + ARP_SHA, cfg.routerMacHi); dv.setUint32(l3 + ARP_SHA + 2, cfg.routerMacLo);
+    dv.setUint32(l3 + ARP_SPA, this.routes.gatewayIp);
+    this.counters.localReplies++;
+    if (!tx.push(inPort, off, ETH_HEADER_LEN + 28)) return Drop.TxQueueFull;
+    return Drop.None;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // L3: the router.
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Route the IPv4 packet of the Ethernet frame at `off` (already checked by checkIpv4).
+   * `originated` marks packets the daemon built itself: they keep their TTL.
+   */
+  private route(slab: FrameSlab, inPort: number, off: number, tx: TxQueue, originated: boolean): number {
+    const dv = slab.dv, l3 = off + ETH_HEADER_LEN, routes = this.routes;
+    const dst = dv.getUint32(l3 + IPV4_DST);
+    const totalLen = dv.getUint16(l3 + 2);
+    const frameLen = ETH_HEADER_LEN + totalLen;   // drops any Ethernet padding
+    const r = routes.lookup(dst);
+    if (r === Route.Gateway) return this.toGateway(slab, inPort, off, tx);
+    if (!originated) {
+      if (dv.getUint8(l3 + IPV4_TTL) <= 1) {
+        this.icmpError(slab, inPort, off, ICMP_TIME_EXCEEDED, 0, 0, tx);
+        return Drop.TtlExceeded;
+      }
+    }
+    switch (r) {
+      case Route.LocalPod: {
+        const out = routes.resultPort;
+        if (!originated) ipv4DecrementTtl(dv, l3);
+        this.setMacs(dv, off, this.ports.macHi[out], this.ports.macLo[out]);
+        return tx.push(out, off, frameLen) ? Drop.None : Drop.TxQueueFull;
+      }
+      case Route.Host: {
+        if (inPort === HOST_PORT) return Drop.NoRoute;   // never hand a packet back to the node that sent it
+        if (!originated) ipv4DecrementTtl(dv, l3);
+        this.setMacs(dv, off, this.cfg.hostMacHi, this.cfg.hostMacLo);
+        return tx.push(HOST_PORT, off, frameLen) ? Drop.None : Drop.TxQueueFull;
+      }
+      case Route.RemoteNode: {
+        if (inPort === OVERLAY_PORT) return Drop.NoRoute;   // no transit between nodes
+        if (totalLen > this.overlayMtu) {
+          // RFC 1191: tell the sender the MTU of the next hop so TCP can shrink its segments.
+          if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0) {
+            this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_FRAG_NEEDED, this.overlayMtu, tx);
+          }
+          return Drop.FragNeeded;
+        }
+        if (!originated) ipv4DecrementTtl(dv, l3);
+        return this.encapsulate(slab, off, frameLen, routes.resultNode, tx);
+      }
+      case Route.HostUnreachable:
+        this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_HOST_UNREACH, 0, tx);
+        return Drop.HostUnreachable;
+      default:
+        this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_NET_UNREACH, 0, tx);
+        return Drop.NoRoute;
+    }
+  }
+
+  /** Rewrite the Ethernet addresses of a routed frame: from the router, to the next hop. */
+  private setMacs(dv: DataView, off: number, dstHi: number, dstLo: number): void {
+    dv.setUint16(off, dstHi); dv.setUint32(off + 2, dstLo);
+    dv.setUint16(off + 6, this.cfg.routerMacHi); dv.setUint32(off + 8, this.cfg.routerMacLo);
+  }
+
+  /**
+   * VXLAN encapsulation (RFC 7348 §5) into the headroom in front of the frame:
+   *
+   *   [ outer IPv4 20 | outer UDP 8 | VXLAN 8 | inner Ethernet frame ... ]
+   *
+   * The inner frame is addressed to the remote node's VTEP MAC (Flannel's L3 scheme: no flooding
+   * and no ARP across the overlay). The outer UDP source port is a hash of the inner flow, as
+   * Linux's udp_flow_src_port does, so underlay ECMP can spread flows. The outer UDP checksum is
+   * zero (allowed by RFC 7348 for IPv4); the kernel fills the outer IP checksum and ID.
+   */
+  private encapsulate(slab: FrameSlab, off: number, frameLen: number, node: number, tx: TxQueue): number {
+    const dv = slab.dv, routes = this.routes, l3 = off + ETH_HEADER_LEN;
+    this.setMacs(dv, off, routes.nodeVtepHi[node], routes.nodeVtepLo[node]);
+    const proto = dv.getUint8(l3 + IPV4_PROTO);
+    const ihl = (dv.getUint8(l3) & 0x0f) << 2;
+    let sport = 0, dport = 0;
+    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && (dv.getUint16(l3 + IPV4_FLAGS_FRAG) & 0x1fff) === 0
+        && ihl + 4 <= dv.getUint16(l3 + 2)) {
+      sport = dv.getUint16(l3 + ihl); dport = dv.getUint16(l3 + ihl + 2);
+    }
+    const hash = flowHash5(dv.getUint32(l3 + IPV4_SRC), dv.getUint32(l3 + IPV4_DST), proto, sport, dport);
+    const o = off - VXLAN_OVERHEAD_INNER;
+    const underlayLen = VXLAN_OVERHEAD_INNER + frameLen;
+    // Outer IPv4: version 4, IHL 5; DF set so the underlay never fragments silently.
+    dv.setUint32(o, 0x45000000 | underlayLen);
+    dv.setUint32(o + 4, 0x00004000);
+    dv.setUint32(o + 8, 0x40110000);            // TTL 64, protocol UDP, checksum filled by the kernel
+    dv.setUint32(o + 12, routes.selfUnderlayIp);
+    dv.setUint32(o + 16, routes.nodeUnderlay[node]);
+    // Outer UDP.
+    dv.setUint16(o + 20, vxlanSourcePort(hash));
+    dv.setUint16(o + 22, this.cfg.vxlanPort);
+    dv.setUint16(o + 24, underlayLen - 20);
+    dv.setUint16(o + 26, 0);
+    // VXLAN: I flag, VNI in the top 24 bits of the second word.
+    dv.setUint32(o + 28, 0x08000000);
+    dv.setUint32(o + 32, (this.cfg.vni << 8) >>> 0);
+    this.counters.vxlanEncap++;
+    return tx.push(OVERLAY_PORT, o, underlayLen, routes.nodeUnderlay[node]) ? Drop.None : Drop.TxQueueFull;
+  }
+
+  /** A packet for the gateway address itself: answer ping in place; refuse other protocols. */
+  private toGateway(slab: FrameSlab, inPort: number, off: number, tx: TxQueue): number {
+    const dv = slab.dv, l3 = off + ETH_HEADER_LEN;
+    const ihl = (dv.getUint8(l3) & 0x0f) << 2, totalLen = dv.getUint16(l3 + 2);
+    const proto = dv.getUint8(l3 + IPV4_PROTO), icmp = l3 + ihl;
+    if (proto === IPPROTO_ICMP && totalLen - ihl >= ICMP_HEADER_LEN && (dv.getUint16(l3 + IPV4_FLAGS_FRAG) & 0x3fff) === 0
+        && dv.getUint8(icmp) === ICMP_ECHO_REQUEST) {
+      if (internetChecksum(slab.u8, icmp, totalLen - ihl) !== 0) return Drop.IcmpBadChecksum;
+      // Echo reply (RFC 792): swap the addresses, type 8 → 0, patch the checksum (RFC 1624).
+      const src = dv.getUint32(l3 + IPV4_SRC);
+      dv.setUint32(l3 + IPV4_SRC, this.routes.gatewayIp);
+      dv.setUint32(l3 + IPV4_DST, src);
+      dv.setUint8(l3 + IPV4_TTL, 64);
+      ipv4WriteChecksum(dv, slab.u8, l3);
+      const oldWord = dv.getUint16(icmp);
+      dv.setUint8(icmp, ICMP_ECHO_REPLY);
+      dv.setUint16(icmp + ICMP_CHECKSUM, checksumUpdate16(dv.getUint16(icmp + ICMP_CHECKSUM), oldWord, dv.getUint16(icmp)));
+      this.counters.localReplies++;
+      if (src === this.routes.gatewayIp) return Drop.SpoofedSrcIp;
+      const r = this.route(slab, SELF, off, tx, true);
+      return r === Drop.None ? Drop.LocalDelivered : r;
+    }
+    if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+      if (proto === IPPROTO_TCP && checkTcp(dv, slab.u8, icmp, l3 + totalLen, 0, 0, false) !== Drop.None) return Drop.TcpTruncated;
+      this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, 0, tx);
+    }
+    return Drop.LocalDelivered;
+  }
+
+  /**
+   * Send an ICMP error about the packet at `off` back to its source (RFC 792, RFC 1812 §4.3.2):
+   * never about an ICMP error, a non-first fragment, or a packet from 0.0.0.0 or to a broadcast
+   * address; at most `icmpErrorsPerSecond`; quoting the original IP header and as much of its
+   * payload as fits in 576 bytes. The error is built in a generated slot and routed like any
+   * packet, so it reaches a local pod, the node or another node alike.
+   */
+  private icmpError(slab: FrameSlab, inPort: number, off: number, type: number, code: number, mtu: number, tx: TxQueue): void {
+    if (inPort === SELF) return;
+    const dv = slab.dv, u8 = slab.u8, l3 = off + ETH_HEADER_LEN;
+    const src = dv.getUint32(l3 + IPV4_SRC), dst = dv.getUint32(l3 + IPV4_DST);
+    if (src === 0 || dst === 0xffffffff || (dst >>> 28) === 0xe) return;
+    if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & 0x1fff) !== 0) return;
+    const ihl = (dv.getUint8(l3) & 0x0f) << 2;
+    if (dv.getUint8(l3 + IPV4_PROTO) === IPPROTO_ICMP) {
+      const t = dv.getUint8(l3 + ihl);
+      if (t !== ICMP_ECHO_REQUEST && t !== ICMP_ECHO_REPLY) return;
+    }
+    if (this.icmpTokens < 1) { this.counters.icmpErrorsRateLimited++; return; }
+    const g = slab.allocGenerated();
+    if (g < 0) { this.counters.icmpErrorsRateLimited++; return; }
+    this.icmpTokens--;
+    const quoteLen = Math.min(dv.getUint16(l3 + 2), 576 - 20 - ICMP_HEADER_LEN);
+    const gl3 = g + ETH_HEADER_LEN, gicmp = gl3 + 20;
+    const total = 20 + ICMP_HEADER_LEN + quoteLen;
+    dv.setUint32(g, 0); dv.setUint32(g + 4, 0); dv.setUint32(g + 8, 0);   // MACs set by route()
+    dv.setUint16(g + 12, ETHERTYPE_IPV4);
+    dv.setUint32(gl3, 0x45c00000 | total);        // TOS 0xc0 (internetwork control), as Linux sends
+    dv.setUint32(gl3 + 4, 0);
+    dv.setUint32(gl3 + 8, 0x40010000);            // TTL 64, protocol ICMP
+    dv.setUint32(gl3 + IPV4_SRC, this.routes.gatewayIp);
+    dv.setUint32(gl3 + IPV4_DST, src);
+    ipv4WriteChecksum(dv, u8, gl3);
+    dv.setUint8(gicmp, type); dv.setUint8(gicmp + 1, code);
+    dv.setUint16(gicmp + 2, 0);
+    dv.setUint32(gicmp + 4, mtu & 0xffff);        // unused, or next-hop MTU (RFC 1191)
+    u8.copyWithin(gicmp + ICMP_HEADER_LEN, l3, l3 + quoteLen);
+    dv.setUint16(gicmp + 2, internetChecksum(u8, gicmp, ICMP_HEADER_LEN + quoteLen));
+    this.counters.icmpErrorsSent++;
+    this.route(slab, SELF, g, tx, true);
+  }
+}
+
+/** Frames read per device per wake-up. */
+export const FRAMES_PER_READ = BATCH_MAX;
