@@ -12,7 +12,7 @@
 // Node's `fs` and `dgram` modules cost one callback and one Buffer per frame. At packet rates that
 // per-frame crossing between JavaScript and C++ dominates everything else. So the addon works in
 // *batches*: one call from JS reads (or writes) up to N frames, using one syscall per frame for TAPs
-// (read/write) and one syscall per 64 datagrams for UDP (recvmmsg/sendmmsg). The frames land in, or
+// (readv/write) and one syscall per 64 datagrams for UDP (recvmmsg/sendmmsg). The frames land in, or
 // are taken from, a JS-owned "slab" (a Uint8Array), and their lengths go to a JS-owned Int32Array.
 // Nothing here allocates memory per frame and nothing calls into JS per frame.
 //
@@ -21,8 +21,9 @@
 // `buf` is cut into slots of `slotSize` bytes. Read-type calls put frame i at
 //     buf[(firstSlot + i) * slotSize + headroom]
 // and its length at lens[i]. The headroom lets JS later prepend headers (Ethernet + IP + UDP +
-// VXLAN) in place, without copying. Write-type calls take explicit byte offsets and lengths, so a
-// frame can be sent from anywhere in a slab.
+// VXLAN) in place, without copying. A frame or datagram too long for its slot is reported with
+// length -1, so that JS drops it instead of forwarding a cut packet. Write-type calls take explicit
+// byte offsets and lengths, so a frame can be sent from anywhere in a slab.
 //
 // Readiness
 // ---------
@@ -482,6 +483,20 @@ Napi::Value OpenUdp(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// openRawIp() -> fd
+// A send-only raw IPv4 socket (IPPROTO_RAW implies IP_HDRINCL): the caller writes the outer IPv4
+// and UDP headers of each VXLAN datagram itself, so every flow can carry its own hashed UDP source
+// port (as Linux's VXLAN does for ECMP entropy) while one socket sends them all with sendmmsg.
+// The kernel fills the IPv4 checksum, the ID when it is 0, and the total length, then routes the
+// packet like any other locally sent one. An IPPROTO_RAW socket receives nothing.
+Napi::Value OpenRawIp(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_RAW);
+  if (fd < 0) return ThrowErrno(env, "openRawIp()", errno);
+  SetSockBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
+  return Napi::Number::New(env, fd);
+}
+
 // recvBatch(fd, buf, firstSlot, slotSize, headroom, maxFrames, lens, srcAddrs, srcPorts) -> count
 // recvmmsg(2) with MSG_DONTWAIT, the iovecs pointing into the slots: one syscall per 64 datagrams
 // (one syscall in total unless maxFrames > 64). Datagram i's sender goes to srcAddrs[i] (host-order
@@ -656,7 +671,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
 //
 // While started, the JS object is strongly referenced (ObjectWrap::Ref), so an active watcher
 // is never collected even if JS forgets it, as Node does for its own handles. An active uv_poll
-// handle keeps the loop alive; a stopped (closed) one does not.
+// handle keeps the loop alive; a stopped (closed) one does not. libuv allows one poll handle per
+// fd: starting a second watcher on a watched fd throws EEXIST.
 //
 // Environment teardown (a worker thread ending, or the main thread exiting normally) with a handle
 // still open: Node unloads an addon that only a worker loaded once the worker's environment is
@@ -831,6 +847,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readBatch", Napi::Function::New<ReadBatch>(env, "readBatch"));
   exports.Set("writeBatch", Napi::Function::New<WriteBatch>(env, "writeBatch"));
   exports.Set("openUdp", Napi::Function::New<OpenUdp>(env, "openUdp"));
+  exports.Set("openRawIp", Napi::Function::New<OpenRawIp>(env, "openRawIp"));
   exports.Set("recvBatch", Napi::Function::New<RecvBatch>(env, "recvBatch"));
   exports.Set("sendBatch", Napi::Function::New<SendBatch>(env, "sendBatch"));
   exports.Set("FdWatcher", FdWatcher::Define(env));

@@ -19,7 +19,11 @@
  *     and where it was written (file, line, document number). The first problem stops the parse.
  *
  *   - All or nothing. `parseManifests` returns every object or throws; a half-applied
- *     configuration is harder to reason about than a refused one.
+ *     configuration is harder to reason about than a refused one. Within one call, two objects
+ *     with the same key (`Pod/default/web`), two pods with the same uid, or two pods pinning the
+ *     same IP are errors too.
+ *
+ *   - `key: null` (or a bare `key:`) means the field is unset, as it does for the API server.
  *
  *   - Never silently ignore networking. podwire models a pod's *network*, not its processes, so
  *     fields about processes (image, command, resources, probes, volumes, ...) are accepted and
@@ -234,7 +238,7 @@ export function parseManifests(text: string, source?: string): ManifestObj[] {
 
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 100 });
+      value = dropNulls(doc.toJS({ maxAliasCount: 100 }));
     } catch (e) {
       const line = lineCounter.linePos(doc.contents.range?.[0] ?? 0).line;
       throw new ManifestError(docRef, '', `cannot load YAML: ${(e as Error).message}`, { source, document, line });
@@ -247,6 +251,7 @@ export function parseManifests(text: string, source?: string): ManifestObj[] {
     const found: Array<{ obj: ManifestObj; ctx: ObjectContext }> = [];
     if (value.kind === 'List') {
       const listCtx: ObjectContext = new ObjectContext('List', doc, lineCounter, [], { source, document });
+      if (value.apiVersion === undefined) listCtx.fail(['apiVersion'], 'required; List is v1');
       if (value.apiVersion !== 'v1') listCtx.fail(['apiVersion'], `${show(value.apiVersion)} is not supported for List; use v1`);
       const items = value.items;
       if (!Array.isArray(items)) listCtx.fail(['items'], items === undefined ? 'required' : `must be a sequence, got ${describe(items)}`);
@@ -675,6 +680,18 @@ function formatPath(path: Path): string {
 // Small type helpers
 // ------------------------------------------------------------------------------------------------
 
+/**
+ * `key: null` (or a bare `key:`) means "not set", as in Kubernetes, whose JSON decoding turns null
+ * into the field's zero value. Removing such keys up front lets every check treat null as absent.
+ */
+function dropNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(dropNulls);
+  if (!isMapping(v)) return v;
+  const out: Raw = {};
+  for (const [k, val] of Object.entries(v)) if (val !== null) setOwn(out, k, dropNulls(val));
+  return out;
+}
+
 function isMapping(v: unknown): v is Raw {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Map) && !(v instanceof Set);
 }
@@ -694,7 +711,7 @@ function show(v: unknown): string {
 
 /** labels / annotations: absent = {}; otherwise a mapping whose values are all strings. */
 function stringMap(v: unknown, path: Path, ctx: ObjectContext): Record<string, string> {
-  if (v === undefined || v === null) return {};
+  if (v === undefined) return {};
   if (!isMapping(v)) ctx.fail(path, `must be a mapping of strings, got ${describe(v)}`);
   const out: Record<string, string> = {};
   for (const [k, val] of Object.entries(v)) {
@@ -702,9 +719,14 @@ function stringMap(v: unknown, path: Path, ctx: ObjectContext): Record<string, s
       const hint = typeof val === 'boolean' || typeof val === 'number' ? ` (quote it: "${String(val)}")` : '';
       ctx.fail([...path, k], `must be a string, got ${describe(val)}${hint}`);
     }
-    out[k] = val;
+    setOwn(out, k, val);
   }
   return out;
+}
+
+/** `o[k] = v`, except that a key named "__proto__" becomes an ordinary property (and gets validated). */
+function setOwn(o: object, k: string, v: unknown): void {
+  Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
 }
 
 // ------------------------------------------------------------------------------------------------

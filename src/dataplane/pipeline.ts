@@ -102,7 +102,9 @@ export class Dataplane {
     const c = this.counters;
     for (let i = 0; i < count; i++) {
       const off = slab.frameOffset(i), len = slab.lens[i];
-      c.rxPackets[inPort]++; c.rxBytes[inPort] += len;
+      c.rxPackets[inPort]++;
+      if (len < 0) { c.drop(inPort, Drop.FrameTooLong); continue; }
+      c.rxBytes[inPort] += len;
       const verdict = this.ports.kind[inPort] === PortKind.Pod
         ? this.fromPod(slab, inPort, off, len, tx)
         : this.fromHost(slab, off, len, tx);

@@ -42,7 +42,8 @@ export interface Addon {
   closeFd(fd: number): void;
   /**
    * Read up to `maxFrames` frames from `fd` with one read(2) each, without blocking.
-   * Returns the number of frames read (0 when nothing is waiting).
+   * Returns the number of frames read (0 when nothing is waiting). A frame longer than its slot
+   * (which a TAP would silently cut) is reported with length -1, so it is dropped, never forwarded cut.
    */
   readBatch(fd: number, buf: Uint8Array, firstSlot: number, slotSize: number, headroom: number,
             maxFrames: number, lens: Int32Array): number;
@@ -73,8 +74,12 @@ export interface Addon {
    */
   sendBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lens: Uint32Array,
             dstAddrs: Uint32Array, dstPorts: Uint16Array, start: number, count: number): number;
-  /** Watch `fd` for readability on the libuv loop; `onReadable` runs (level-triggered) until stop(). */
-  FdWatcher: new (fd: number, onReadable: () => void) => { start(): void; stop(): void };
+  /**
+   * Watch `fd` for readability on the libuv loop; `onReadable` runs (level-triggered) until stop().
+   * If libuv reports an error on the fd (the device vanished), polling ends and the callback gets
+   * that Error as its one argument; the owner should then stop() the watcher.
+   */
+  FdWatcher: new (fd: number, onReadable: (err?: Error) => void) => { start(): void; stop(): void };
   /** Counters kept by the addon (frames that failed with a permanent write error, etc.). */
   stats(): { writeErrors: number; sendErrors: number };
 }

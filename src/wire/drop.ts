@@ -54,6 +54,7 @@ export const Drop = {
   // --- misc ---
   MulticastSrcMac: 36,
   LocalDelivered: 37,
+  FrameTooLong: 38,
 } as const;
 export type Drop = (typeof Drop)[keyof typeof Drop];
 
@@ -97,5 +98,6 @@ export const DROP_INFO: readonly { readonly label: string; readonly meaning: str
   { label: 'vxlan_bad_inner_mac', meaning: 'inner destination MAC is not this node\'s VTEP MAC' },
   { label: 'multicast_src_mac', meaning: 'source MAC is a multicast or broadcast address' },
   { label: 'local_delivered', meaning: 'consumed by the daemon itself (ARP or ICMP to the gateway); not an error' },
+  { label: 'frame_too_long', meaning: 'frame larger than a slot (the device cut it); never forwarded half a packet' },
 ];
 export const DROP_COUNT = DROP_INFO.length;

@@ -99,22 +99,27 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
     execFileSync('ip', ['netns', 'exec', ns, 'bash', '-c', script], { stdio: 'ignore' });
   }
 
-  /** Read frames from fd until `pick` accepts one (returns a copy of it), or time out. */
+  /** Frames read from a TAP but not yet claimed by waitFrame, per fd. */
+  const backlog = new Map<number, Uint8Array[]>();
+
+  /** Return (a copy of) the first frame from fd that `pick` accepts, reading more as needed. */
   async function waitFrame(
     fd: number,
     pick: (f: Uint8Array) => boolean,
     timeoutMs = 3000,
   ): Promise<Uint8Array> {
+    const pending = backlog.get(fd) ?? [];
+    backlog.set(fd, pending);
     const slot = 2048;
     const buf = new Uint8Array(slot * 16);
     const lens = new Int32Array(16);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      const at = pending.findIndex(pick);
+      if (at >= 0) return pending.splice(at, 1)[0];
       const n = addon.readBatch(fd, buf, 0, slot, 0, 16, lens);
       for (let i = 0; i < n; i++) {
-        if (lens[i] < 0) continue;
-        const f = buf.slice(i * slot, i * slot + lens[i]);
-        if (pick(f)) return f;
+        if (lens[i] >= 0) pending.push(buf.slice(i * slot, i * slot + lens[i]));
       }
       if (n === 0) {
         if (Date.now() > deadline) throw new Error('timed out waiting for a frame');
@@ -124,6 +129,7 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
   }
 
   function drain(fd: number): void {
+    backlog.delete(fd);
     const buf = new Uint8Array(2048 * 16);
     const lens = new Int32Array(16);
     while (addon.readBatch(fd, buf, 0, 2048, 0, 16, lens) > 0);
@@ -466,6 +472,35 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
     p = fired(3000);
     watcher.start(); // level-triggered: the frame already queued is reported
     expect(await p).toBe(true);
+
+    // libuv allows one poll handle per fd.
+    const second = new addon.FdWatcher(fd, () => {});
+    expect(() => second.start()).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    second.stop();
+    watcher.stop();
+    watcher.stop();
+  });
+
+  it('FdWatcher reports a TAP whose device was deleted, once, with an error argument', async () => {
+    const name = `pwg${run}`;
+    const gone = addon.openTap(name, false);
+    fds.push(gone.fd);
+    ip('link', 'set', 'dev', name, 'netns', ns);
+    const args: unknown[][] = [];
+    const watcher = new addon.FdWatcher(gone.fd, (...a: unknown[]) => {
+      args.push(a);
+    });
+    watcher.start();
+    ip('-n', ns, 'link', 'del', 'dev', name);
+    const deadline = Date.now() + 3000;
+    while (args.length === 0 && Date.now() < deadline) await sleep(5);
+    await sleep(50); // libuv stopped polling: no repeats
+    expect(args).toHaveLength(1);
+    expect(args[0][0]).toMatchObject({ code: 'EBADF', message: expect.stringMatching(/^FdWatcher\(fd \d+\): EBADF /) });
+    // The fd itself now fails with EBADFD ("File descriptor in bad state").
+    expect(() => addon.readBatch(gone.fd, new Uint8Array(2048), 0, 2048, 0, 1, new Int32Array(1))).toThrow(
+      expect.objectContaining({ code: 'EBADFD' }),
+    );
     watcher.stop();
     watcher.stop();
   });
@@ -516,27 +551,40 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
     expect(r.status).toBe(0);
   });
 
-  it('FdWatcher: a worker that exits with a started watcher tears down cleanly', () => {
+  it('FdWatcher: workers that end with watchers open, closing or collected tear down cleanly', () => {
+    // Node unloads an addon loaded only by a worker when the worker ends: a uv close callback that
+    // ran after that would crash the process.
     const script = `
       const { Worker } = require('node:worker_threads');
-      const w = new Worker(\`
+      const body = \`
         const a = require(${JSON.stringify(ADDON_PATH)});
-        const { parentPort } = require('node:worker_threads');
-        let fd;
-        for (;;) {
-          try { fd = a.openUdp(0x7f000001, 20000 + Math.floor(Math.random() * 40000)); break; }
-          catch (e) { if (e.code !== 'EADDRINUSE') throw e; }
+        const { parentPort, workerData } = require('node:worker_threads');
+        function openUdp() {
+          for (;;) {
+            try { return a.openUdp(0x7f000001, 20000 + Math.floor(Math.random() * 40000)); }
+            catch (e) { if (e.code !== 'EADDRINUSE') throw e; }
+          }
         }
-        new a.FdWatcher(fd, () => {}).start();
-        parentPort.postMessage('started');
-      \`, { eval: true });
-      w.on('message', () => w.terminate().then(() => console.log('terminated')));
-      w.on('error', (e) => { console.error(e); process.exitCode = 1; });
+        const fd = openUdp();
+        new a.FdWatcher(fd, () => {}).start();                      // left started
+        const closing = new a.FdWatcher(openUdp(), () => {});
+        if (workerData === 1) { closing.start(); closing.stop(); }  // close still pending
+        if (workerData === 2) { new a.FdWatcher(fd, () => {}); }    // never started
+        parentPort.postMessage('ready');
+        if (workerData === 1) process.exit(0);
+      \`;
+      let done = 0;
+      for (let i = 0; i < 3; i++) {
+        const w = new Worker(body, { eval: true, workerData: i });
+        w.on('message', () => { if (i !== 1) w.terminate(); });
+        w.on('error', (e) => { console.error(e); process.exitCode = 1; });
+        w.on('exit', () => { if (++done === 3) console.log('all ended'); });
+      }
     `;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 15000 });
     expect(r.stderr).toBe('');
     expect(r.signal).toBeNull();
-    expect(r.stdout).toBe('terminated\n');
+    expect(r.stdout).toBe('all ended\n');
     expect(r.status).toBe(0);
   });
 });
