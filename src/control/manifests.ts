@@ -131,7 +131,9 @@ export interface NodeObj {
   internalIP: string;
   /**
    * The MAC of the node's VXLAN endpoint, lowercase: from podwire.io/vtep-mac, or VtepMAC inside
-   * flannel's flannel.alpha.coreos.com/backend-data annotation.
+   * flannel's flannel.alpha.coreos.com/backend-data annotation. Absent when neither is set; the
+   * daemon then derives one from the node's address (for kernel nodes too, so the lab's kernel
+   * VXLAN devices must use that same derived MAC).
    */
   vtepMac?: string;
   /** 'kernel' = a Linux-kernel VXLAN node (flannel-style) podwire interoperates with. */
@@ -598,12 +600,6 @@ function parseNode(raw: Raw, meta: Meta, ctx: ObjectContext): NodeObj {
       ctx.fail(annPath(ANNOTATION_OVERLAY), `${show(overlayText)} is not one of podwire, kernel`);
     }
     overlay = overlayText;
-  }
-  if (overlay === 'kernel' && vtepMac === undefined) {
-    ctx.fail(
-      annPath(ANNOTATION_OVERLAY),
-      `a kernel VXLAN node needs its VTEP MAC: set ${ANNOTATION_VTEP_MAC} or flannel's ${ANNOTATION_FLANNEL_BACKEND_DATA}`,
-    );
   }
 
   const node: NodeObj = { kind: 'Node', name: meta.name, labels: meta.labels, podCIDR: cidr, internalIP, overlay };

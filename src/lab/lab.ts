@@ -246,7 +246,12 @@ export async function labApply(s: LabState, text: string, source: string): Promi
   const kernelPods = docs.filter((o): o is PodObj => o.kind === 'Pod' && s.nodes.some((n) => n.name === o.nodeName && n.overlay === 'kernel'));
   for (const n of podwireNodes) {
     const res = await adminRequest<string[]>(n.socket, { op: 'apply', yaml: body, source }, 120_000);
-    for (const line of res) if (/created \(/.test(line) || !out.includes(line)) out.push(`${n.name}: ${line}`);
+    // Report each pod once, from the node that runs it; cluster-wide objects once, from the first node.
+    for (const line of res) {
+      const local = / \(\d+\.\d+\.\d+\.\d+\)$/.test(line);
+      const isPod = line.startsWith('Pod/');
+      if ((isPod && local) || (!isPod && n === podwireNodes[0])) out.push(isPod ? `${n.name}: ${line}` : line);
+    }
   }
   for (const p of kernelPods) {
     const n = s.nodes.find((x) => x.name === p.nodeName)!;
@@ -254,7 +259,7 @@ export async function labApply(s: LabState, text: string, source: string): Promi
     await kernelPodUp(s, n, p, p.pinnedIp);
     out.push(`${n.name}: Pod/${p.namespace}/${p.name} created (${p.pinnedIp}, kernel node)`);
   }
-  return out.filter((l) => /created|configured/.test(l)).filter((l, i, a) => a.indexOf(l) === i);
+  return out;
 }
 
 /** Back from the validated object to a manifest (the daemon re-validates what it receives). */
@@ -285,9 +290,17 @@ export async function labPods(s: LabState): Promise<LabPod[]> {
 
 /** Find a pod by `name` or `namespace/name`. */
 export async function findPod(s: LabState, ref: string): Promise<LabPod> {
-  const [ns, name] = ref.includes('/') ? ref.split('/') : ['default', ref];
   const pods = await labPods(s);
-  const p = pods.find((x) => x.namespace === ns && x.name === name);
+  let p: LabPod | undefined;
+  if (ref.includes('/')) {
+    const [ns, name] = ref.split('/');
+    p = pods.find((x) => x.namespace === ns && x.name === name);
+  } else {
+    const byName = pods.filter((x) => x.name === ref);
+    if (byName.length > 1) throw new Error(`pod name ${ref} is in several namespaces (${byName.map((x) => x.namespace).join(', ')}); say namespace/name`);
+    p = byName[0];
+  }
+  const [ns, name] = ref.includes('/') ? ref.split('/') : ['*', ref];
   if (!p) throw new Error(`no pod ${ns}/${name} in lab ${s.prefix} (pods: ${pods.map((x) => `${x.namespace}/${x.name}`).join(', ') || 'none'})`);
   return p;
 }

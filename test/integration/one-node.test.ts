@@ -131,6 +131,8 @@ arp=struct.pack('!HHBBH6s4s6s4s',1,0x800,6,4,2,mac,socket.inet_aton('10.244.1.10
 
   it('survives 100,000 malformed frames, counts them by reason, and keeps forwarding', async () => {
     const gamma = lab.pod('gamma');
+    const txDropped = async () => JSON.parse((await lab.execPod('gamma', ['ip', '-j', '-s', 'link', 'show', 'eth0'])).stdout)[0].stats64.tx.dropped as number;
+    const txDroppedBefore = await txDropped();
     const before = await lab.counters();
     const mac = '0a:58:' + gamma.ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0')).join(':');
     const r = await lab.execPod('gamma', ['python3', path.join(TOOLS, 'inject.py'), 'eth0', mac, '0e:77:c0:a8:38:0b', gamma.ip, '10.244.1.10', '100000'], 300_000);
@@ -140,11 +142,15 @@ arp=struct.pack('!HHBBH6s4s6s4s',1,0x800,6,4,2,mac,socket.inet_aton('10.244.1.10
     await new Promise((res) => setTimeout(res, 500));
     const after = await lab.counters();
     const delta = (k: string) => (after.drops[k] ?? 0) - (before.drops[k] ?? 0);
-    for (const reason of ['eth_truncated', 'ipv4_truncated', 'ipv4_bad_version', 'ipv4_bad_header_len', 'ipv4_bad_total_len', 'ipv4_bad_checksum', 'ipv4_bad_options']) {
+    for (const reason of ['eth_unsupported_type', 'ipv4_truncated', 'ipv4_bad_version', 'ipv4_bad_header_len', 'ipv4_bad_total_len', 'ipv4_bad_checksum', 'ipv4_bad_options']) {
       expect(delta(reason), reason).toBeGreaterThan(0);
     }
-    const total = Object.keys(after.drops).reduce((a, k) => a + delta(k), 0);
-    expect(total).toBeGreaterThan(90000);   // a few may be lost in the kernel's queues under a flood
+    // Every frame is accounted for: counted by the daemon under a reason, or dropped by the pod's
+    // kernel when the TAP queue overflowed during the burst (tx_dropped on the pod's eth0).
+    const counted = Object.keys(after.drops).reduce((a, k) => a + delta(k), 0);
+    const kernelDropped = (await txDropped()) - txDroppedBefore;
+    expect(counted + kernelDropped).toBeGreaterThanOrEqual(100000);
+    expect(counted).toBeGreaterThan(50000);
     const ping = await lab.execPod('alpha', ['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.244.1.11']);
     expect(ping.stdout).toMatch(/2 received/);
   });

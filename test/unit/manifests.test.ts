@@ -227,7 +227,6 @@ const nodeCases: Case[] = [
   { name: 'flannel VtepMAC not a string', make: withNode((n) => (n.metadata.annotations = { 'flannel.alpha.coreos.com/backend-data': '{"VtepMAC":5}' })), ref: N, field: 'metadata.annotations[flannel.alpha.coreos.com/backend-data]', reason: 'VtepMAC must be a string, got number 5' },
   { name: 'flannel and podwire MACs disagree', make: withNode((n) => (n.metadata.annotations = { 'podwire.io/vtep-mac': '0a:58:0a:f4:01:01', 'flannel.alpha.coreos.com/backend-data': '{"VtepMAC":"0a:58:0a:f4:01:02"}' })), ref: N, field: 'metadata.annotations[podwire.io/vtep-mac]', reason: '0a:58:0a:f4:01:01 disagrees with VtepMAC 0a:58:0a:f4:01:02 in flannel.alpha.coreos.com/backend-data' },
   { name: 'overlay unknown', make: withNode((n) => (n.metadata.annotations = { 'podwire.io/overlay': 'flannel' })), ref: N, field: 'metadata.annotations[podwire.io/overlay]', reason: '"flannel" is not one of podwire, kernel' },
-  { name: 'kernel overlay without a MAC', make: withNode((n) => (n.metadata.annotations = { 'podwire.io/overlay': 'kernel' })), ref: N, field: 'metadata.annotations[podwire.io/overlay]', reason: 'a kernel VXLAN node needs its VTEP MAC: set podwire.io/vtep-mac or flannel\'s flannel.alpha.coreos.com/backend-data' },
   { name: 'pod annotation on a Node', make: withNode((n) => (n.metadata.annotations = { 'podwire.io/ip': '10.0.0.1' })), ref: N, field: 'metadata.annotations[podwire.io/ip]', reason: 'unknown podwire annotation on a Node (known: podwire.io/vtep-mac, podwire.io/overlay)' },
 ];
 
@@ -569,6 +568,13 @@ status:
         overlay: 'kernel',
       },
     ]);
+  });
+
+  it('a kernel node without a VTEP MAC leaves vtepMac unset', () => {
+    const n = withNode((o) => (o.metadata.annotations = { 'podwire.io/overlay': 'kernel' }))();
+    const [obj] = parseManifests(stringify(n));
+    expect(obj).toMatchObject({ kind: 'Node', overlay: 'kernel' });
+    expect(obj).not.toHaveProperty('vtepMac');
   });
 
   it('normalizes podwire.io/vtep-mac to lower case; agrees with flannel; null backend-data is fine', () => {

@@ -2,7 +2,7 @@
 """Write malformed frames into an interface with an AF_PACKET socket (run inside a pod's netns).
 
 usage: inject.py IFACE SRC_MAC DST_MAC SRC_IP DST_IP COUNT
-Frames rotate through: truncated Ethernet, truncated IPv4, bad version, bad IHL, bad total length,
+Frames rotate through: an unsupported EtherType, truncated IPv4, bad version, bad IHL, bad total length,
 bad header checksum, bad options, random bytes; all carry the pod's real source MAC so they get past
 anti-spoofing and exercise the deeper checks. Prints a JSON count per kind.
 """
@@ -28,14 +28,15 @@ def ip_header(ver_ihl=0x45, total=28, opts=b'', good_csum=True):
 eth = dmac + smac + b'\x08\x00'
 udp = struct.pack('!HHHH', 1234, 5678, 8, 0)
 kinds = {
-    'eth_truncated': lambda: dmac + smac[:3],
+    # (a frame shorter than 14 bytes cannot leave a kernel interface; unit tests cover it)
+    'eth_unsupported_type': lambda: dmac + smac + b'\x88\xb5' + b'\x00' * 46,
     'ipv4_truncated': lambda: eth + ip_header()[:12],
     'ipv4_bad_version': lambda: eth + ip_header(ver_ihl=0x65) + udp,
     'ipv4_bad_header_len': lambda: eth + ip_header(ver_ihl=0x43) + udp,
     'ipv4_bad_total_len': lambda: eth + ip_header(total=1400) + udp,
     'ipv4_bad_checksum': lambda: eth + ip_header(good_csum=False) + udp,
     'ipv4_bad_options': lambda: eth + ip_header(ver_ihl=0x46, total=32, opts=b'\x44\x09\x00\x00') + udp,
-    'random': lambda: bytes(random.getrandbits(8) for _ in range(random.randint(1, 200))),
+    'random': lambda: bytes(random.getrandbits(8) for _ in range(random.randint(14, 200))),
 }
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((iface, 0))
