@@ -173,6 +173,7 @@ async function kernelNodeUp(s: LabState, n: LabNode): Promise<void> {
     `link set cni0 mtu ${s.mtu - 50} up`,
     `addr add ${gw}/24 dev cni0`,
   ];
+  const fdb: string[] = [];
   for (const m of s.nodes) {
     if (m.name === n.name) continue;
     const mip = m.underlayIp.split('.').map(Number);
@@ -180,10 +181,18 @@ async function kernelNodeUp(s: LabState, n: LabNode): Promise<void> {
     const mAddr = m.podCIDR.replace(/\/24$/, '');
     lines.push(`route add ${m.podCIDR} via ${mAddr} dev flannel.1 onlink`);
     lines.push(`neigh add ${mAddr} lladdr ${mMac} dev flannel.1 nud permanent`);
-    lines.push(`fdb append ${mMac} dev flannel.1 dst ${m.underlayIp}`);
+    fdb.push(`fdb append ${mMac} dev flannel.1 dst ${m.underlayIp}`);
   }
   await ipBatch(lines, n.netns);
+  if (fdb.length) await run('bridge', ['-n', n.netns, '-batch', '-'], fdb.join('\n') + '\n');
   await run('ip', ['netns', 'exec', n.netns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  // Inside one machine, veth carries "checksum not yet computed" (CHECKSUM_PARTIAL) packets from one
+  // namespace to the next, and the kernel's VXLAN device then sends the inner TCP checksum unfinished:
+  // a kernel receiver trusts the flag, but a VTEP that reads datagrams from a socket (podwire, or any
+  // real NIC-less peer) sees a wrong checksum and the pod drops the segment. This is the bug behind
+  // Flannel's 63-second delays (kubernetes#88986), and Flannel's fix is ours: no tx checksum offload
+  // on the VXLAN device of a node that talks to other kinds of VTEP.
+  if (s.nodes.some((m) => m.overlay === 'podwire')) await run('ip', ['netns', 'exec', n.netns, 'ethtool', '-K', 'flannel.1', 'tx', 'off']);
 }
 
 /** Create a pod on a kernel-overlay node: a veth into the cni0 bridge (what the bridge CNI does). */

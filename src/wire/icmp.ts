@@ -89,7 +89,6 @@ export const ICMP_CODE_FRAG_NEEDED = FRAG_NEEDED;
  * Drop.IcmpTruncated (fewer than 8 bytes) or Drop.IcmpBadChecksum. `end` is the IP payload end.
  */
 export function checkIcmp(dv: DataView, u8: Uint8Array, off: number, end: number): Drop {
-  void u8; // part of the uniform (dv, u8, off, end) signature; the sum reads through dv
   if (end - off < ICMP_HEADER_LEN) return Drop.IcmpTruncated;
   // RFC 792: "The checksum is the 16-bit ones's complement of the one's complement sum of the ICMP
   // message starting with the ICMP Type." Summing with the field in place gives 0 after complement.

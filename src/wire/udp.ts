@@ -60,7 +60,6 @@ export const UDP_HEADER_LEN = 8;
  */
 export function checkUdp(dv: DataView, u8: Uint8Array, off: number, end: number, srcIp: number, dstIp: number,
                          verifyChecksum = true): Drop {
-  void u8; // part of the uniform (dv, u8, off, end) signature; the sum reads through dv
   if (end - off < UDP_HEADER_LEN) return Drop.UdpTruncated;
   const len = dv.getUint16(off + UDP_LENGTH);
   if (len < UDP_HEADER_LEN || off + len > end) return Drop.UdpBadLength;

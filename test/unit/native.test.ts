@@ -199,7 +199,7 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
 
   it('exports exactly the documented surface', () => {
     expect(Object.keys(addon).sort()).toEqual(
-      ['FdWatcher', 'closeFd', 'openTap', 'openUdp', 'readBatch', 'recvBatch', 'sendBatch',
+      ['FdWatcher', 'closeFd', 'openRawIp', 'openTap', 'openUdp', 'readBatch', 'recvBatch', 'sendBatch',
         'stats', 'writeBatch'].sort(),
     );
     expect(tap).toMatchObject({ name: tapName, vnetHdr: false });

@@ -381,7 +381,7 @@ describe('ipv4 negative checks', () => {
     });
   });
 
-  describe('Ipv4Fragment (RFC 1858 §3.2: FO = 1 and protocol TCP)', () => {
+  describe('Ipv4Fragment (RFC 1858: FO = 1 and protocol TCP)', () => {
     const frag = (proto: number, word: number) =>
       sealed(PACKET_BYTES, (u8, dv) => { u8[IPV4_PROTO] = proto; dv.setUint16(IPV4_FLAGS_FRAG, word); });
 

@@ -1,0 +1,145 @@
+/**
+ * Cross-node benchmark: pod A on node1 → pod B on node2 over VXLAN, podwire against the Linux kernel's
+ * own VXLAN (Flannel's vxlan backend) built in the same run.
+ *
+ *   node --import tsx bench/cross-node.ts [--seconds 5] [--runs 3] [--quick] [--udp-rate 0]
+ *
+ * What it measures
+ *   (a) podwire: a 2-node lab (prefix `bn` + 4 random hex digits), one pod per node. Each node's
+ *       daemon holds its pod's TAP and the node's VXLAN socket on the underlay: node1 encapsulates,
+ *       node2 decapsulates.
+ *   (b) kernel: a 2-node lab (prefix `bk` + 4 hex) whose nodes are both `kernelNodes`: a `vxlan`
+ *       device (flannel.1) + cni0 bridge + veth pods, routes/neighbours/FDB programmed the way Flannel
+ *       does it. Same underlay (a bridge namespace, 192.168.56.0/24), same pod addressing
+ *       (10.244.<node>.0/24), same pod MTU (1450).
+ *   Tests: iperf3 TCP single stream, TCP 4 streams (-P 4), UDP with 64-byte payloads sent as fast as
+ *   the client can (`-b 0`, or `--udp-rate`), and ping RTT p50/p90 (200 pings, 10 ms apart).
+ *   Only one lab exists at a time, so the idle one costs nothing: every run brings up a fresh podwire
+ *   lab, measures, removes it, then does the same with a fresh kernel lab (the order flips every
+ *   run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). The table shows medians.
+ *
+ * How to read the figures
+ *   - Read the ratio column (podwire / kernel), not absolutes: the machine is shared and has 2 cores.
+ *     For throughput, < 1 means podwire is slower; for latency, > 1 means podwire is slower.
+ *   - On 2 cores, podwire's cross-node path has four busy processes (iperf3 client, node1's daemon,
+ *     node2's daemon, iperf3 server) where the kernel path runs in the sender's and receiver's
+ *     softirq context. CPU is the currency: the "cores used" rows say how much each daemon took.
+ *   - UDP 64 B: the sending and receiving iperf3 are often the limit. The daemons' own figures come
+ *     from their counters: frames forwarded (sum of txPackets over each daemon's ports) per second,
+ *     CPU per forwarded frame (utime+stime from /proc/<pid>/stat divided by frames), frames per batch.
+ *     node1 forwards pod → VXLAN (encap), node2 VXLAN → pod (decap).
+ *   - TCP frames may be TSO super-frames when the pod TAP has a vnet header, so TCP frames/s is not
+ *     wire packets/s; the UDP rows are the per-packet cost.
+ *
+ * Safety: every namespace is the bench's own (unique prefix per lab); nothing is configured in the
+ * root namespace; every command is time-bounded; everything is removed in `finally` and on SIGINT.
+ */
+import { pathToFileURL } from 'node:url';
+import { labUp, labApply, labPods, labDown, kernelPodUp, type LabState } from '../src/lab/lab.ts';
+import type { PodObj } from '../src/control/manifests.ts';
+import {
+  uniquePrefix, onCleanup, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measurePing,
+  warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows, type Side, type Metric,
+} from './lib.ts';
+import type { BenchOptions } from './same-node.ts';
+
+function podManifest(name: string, node: string): string {
+  return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: default
+  labels: { app: bench }
+spec:
+  nodeName: ${node}
+  containers:
+  - name: main
+    image: bench
+    ports:
+    - { containerPort: 5201, protocol: TCP }
+`;
+}
+
+/** The minimal PodObj kernelPodUp needs (namespace and name make the pod's netns name). */
+function kernelPod(name: string): PodObj {
+  return { kind: 'Pod', name, namespace: 'bench', uid: `bench/${name}`, labels: {}, annotations: {}, ports: [], ready: true };
+}
+
+async function podwireSide(lab: LabState): Promise<Side> {
+  await labApply(lab, podManifest('bench-a', 'node1') + '---\n' + podManifest('bench-b', 'node2'), 'bench/cross-node.ts');
+  const pods = await labPods(lab);
+  const pa = pods.find((p) => p.name === 'bench-a')!, pb = pods.find((p) => p.name === 'bench-b')!;
+  return {
+    name: 'podwire', clientNs: pa.netns, serverNs: pb.netns, serverIp: pb.ip,
+    daemons: ['node1', 'node2'].map((node) => ({ lab, node, pid: findDaemonPid(lab, node) })),
+  };
+}
+
+async function kernelSide(lab: LabState): Promise<Side> {
+  const a = await kernelPodUp(lab, lab.nodes[0], kernelPod('a'), '10.244.1.10');
+  const b = await kernelPodUp(lab, lab.nodes[1], kernelPod('b'), '10.244.2.10');
+  return { name: 'kernel', clientNs: a, serverNs: b, serverIp: '10.244.2.10', daemons: [] };
+}
+
+export async function crossNode(o: BenchOptions): Promise<string> {
+  const loadStart = loadavg();
+  const r = new Results();
+  const ifaces: Record<string, string> = {};
+  for (let run = 1; run <= o.runs; run++) {
+    const order: ('podwire' | 'kernel')[] = run % 2 === 1 ? ['podwire', 'kernel'] : ['kernel', 'podwire'];
+    for (const which of order) {
+      const prefix = uniquePrefix(which === 'podwire' ? 'bn' : 'bk');
+      const off = onCleanup(() => labDown(prefix));
+      try {
+        progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
+        await r.attempt(`${which} run ${run}`, async () => {
+          const lab = await labUp({ nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [] });
+          const side = which === 'podwire' ? await podwireSide(lab) : await kernelSide(lab);
+          ifaces[which] ??= (await podIfSummary(side.clientNs)).text;
+          await warmUp(side);
+          await measureTcp(side, r, o.seconds, 1);
+          await measureTcp(side, r, o.seconds, 4);
+          await measureUdp(side, r, o.seconds, o.udpRate);
+          await measurePing(side, r, 200);
+        });
+      } finally {
+        await labDown(prefix).catch((e) => progress(`labDown ${prefix}: ${e}`));
+        off();
+        const left = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
+        if (left.length) r.notes.push(`namespaces left behind: ${left.join(', ')}`);
+      }
+    }
+  }
+
+  const m: Metric[] = [
+    { name: 'TCP 1 stream (Gbit/s)', podwire: r.get('podwire:tcp1:gbps'), kernel: r.get('kernel:tcp1:gbps') },
+    { name: 'TCP 4 streams (Gbit/s)', podwire: r.get('podwire:tcp4:gbps'), kernel: r.get('kernel:tcp4:gbps') },
+    { name: 'TCP 1 stream retransmits', podwire: r.get('podwire:tcp1:retr'), kernel: r.get('kernel:tcp1:retr'), digits: 0, ratio: false },
+    { name: 'UDP 64 B received (kpps)', podwire: r.get('podwire:udp:rxkpps'), kernel: r.get('kernel:udp:rxkpps'), digits: 0 },
+    { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0 },
+    { name: 'UDP 64 B loss (%)', podwire: r.get('podwire:udp:loss'), kernel: r.get('kernel:udp:loss'), digits: 1, ratio: false },
+    { name: 'ping RTT p50 (µs)', podwire: r.get('podwire:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: 'ping RTT p90 (µs)', podwire: r.get('podwire:ping:p90'), kernel: r.get('kernel:ping:p90'), digits: 0 },
+  ];
+  const out: string[] = [];
+  out.push(`== cross node: pod on node1 -> pod on node2 over VXLAN (podwire vs kernel VXLAN + cni0 bridge, Flannel-style) ==`);
+  out.push(await environment());
+  out.push(`runs: ${o.runs} x ${o.seconds} s per test, one lab at a time, order alternating, medians; UDP -l 64 -b ${o.udpRate}; ping 200 x 10 ms`);
+  out.push(`pod eth0: podwire ${ifaces.podwire ?? '?'}; kernel ${ifaces.kernel ?? '?'}`);
+  out.push(`load average at start: ${loadStart}`);
+  out.push('');
+  out.push(table(metricRows(m)));
+  out.push('');
+  out.push('podwire daemons (from their counters and /proc/<pid>/stat; node1 encapsulates, node2 decapsulates):');
+  out.push(table(daemonRows(r, ['node1', 'node2'], [['udp', 'UDP 64 B'], ['tcp1', 'TCP 1 stream'], ['tcp4', 'TCP 4 streams']])));
+  out.push('');
+  out.push(`load average at end: ${loadavg()}`);
+  for (const note of r.notes) out.push(`note: ${note}`);
+  return out.join('\n');
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  installSignalHandlers();
+  const o = parseBenchArgs(process.argv.slice(2));
+  crossNode(o).then((t) => { console.log(t); process.exit(0); }, (e) => { console.error(e); process.exit(1); });
+}
