@@ -67,7 +67,19 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 // Prefixes, namespaces, cleanup
 
 /** A fresh prefix: `tag` + 4 random hex digits (a valid lab name: 2-8 lowercase alnum). */
-export function uniquePrefix(tag = 'bn'): string { return `${tag}${randomBytes(2).toString('hex')}`; }
+export function uniquePrefix(tag = 'bn'): string {
+  for (;;) {
+    const p = `${tag}${randomBytes(2).toString('hex')}`;
+    if (!usedPrefixes.includes(p)) { usedPrefixes.push(p); return p; }
+  }
+}
+/** Every prefix this process handed out (to check that none of their namespaces is left). */
+export const usedPrefixes: string[] = [];
+
+/** Namespaces of this process's prefixes that still exist. */
+export async function leftoverNetns(): Promise<string[]> {
+  return (await listNetns()).filter((n) => usedPrefixes.some((p) => n === p || n.startsWith(`${p}-`)));
+}
 
 export async function listNetns(): Promise<string[]> {
   const r = await sh('ip', ['netns', 'list'], 10_000);
