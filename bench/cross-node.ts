@@ -116,7 +116,7 @@ export async function crossNode(o: BenchOptions): Promise<string> {
     { name: 'TCP 4 streams (Gbit/s)', podwire: r.get('podwire:tcp4:gbps'), kernel: r.get('kernel:tcp4:gbps') },
     { name: 'TCP 1 stream retransmits', podwire: r.get('podwire:tcp1:retr'), kernel: r.get('kernel:tcp1:retr'), digits: 0, ratio: false },
     { name: 'UDP 64 B received (kpps)', podwire: r.get('podwire:udp:rxkpps'), kernel: r.get('kernel:udp:rxkpps'), digits: 0 },
-    { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0 },
+    { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0, ratio: false },
     { name: 'UDP 64 B loss (%)', podwire: r.get('podwire:udp:loss'), kernel: r.get('kernel:udp:loss'), digits: 1, ratio: false },
     { name: 'ping RTT p50 (µs)', podwire: r.get('podwire:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
     { name: 'ping RTT p90 (µs)', podwire: r.get('podwire:ping:p90'), kernel: r.get('kernel:ping:p90'), digits: 0 },
@@ -127,6 +127,7 @@ export async function crossNode(o: BenchOptions): Promise<string> {
   out.push(`runs: ${o.runs} x ${o.seconds} s per test, one lab at a time, order alternating, medians; UDP -l 64 -b ${o.udpRate}; ping 200 x 10 ms`);
   out.push(`pod eth0: podwire ${ifaces.podwire ?? '?'}; kernel ${ifaces.kernel ?? '?'}`);
   out.push(`load average at start: ${loadStart}`);
+  out.push(`samples (TCP 1 stream): podwire ${r.get('podwire:tcp1:gbps').length}, kernel ${r.get('kernel:tcp1:gbps').length}`);
   out.push('');
   out.push(table(metricRows(m)));
   out.push('');

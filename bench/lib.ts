@@ -182,15 +182,16 @@ export interface UdpResult { sentPps: number; rxPps: number; lossPct: number; pa
 
 /**
  * UDP with `len`-byte payloads at `rate` (iperf3 -b; "0" = as fast as the sender can). The figures
- * are the server's (receiver's) view reported back to the client: `end.sum.packets` sent, of which
- * `end.sum.lost_packets` never arrived.
+ * are the server's (receiver's) view reported back to the client: `end.sum_received.packets` sent,
+ * of which `end.sum_received.lost_packets` never arrived (sequence-number gaps).
  */
 export async function iperfUdp(clientNs: string, serverNs: string, serverIp: string, seconds: number, len = 64, rate = '0'): Promise<UdpResult> {
   const j = await iperfClient(clientNs, serverNs, serverIp, ['-u', '-l', String(len), '-b', rate], seconds);
-  const sum = j.end.sum;
-  const secs = sum.seconds || seconds;
-  const packets = sum.packets, lost = sum.lost_packets;
-  return { sentPps: packets / secs, rxPps: (packets - lost) / secs, lossPct: sum.lost_percent ?? (100 * lost / Math.max(1, packets)), packets, lost, seconds: secs };
+  // iperf3 ≥ 3.8 splits the sender's and the receiver's view; older ones only have `end.sum`.
+  const rcv = j.end.sum_received ?? j.end.sum, snd = j.end.sum_sent ?? j.end.sum;
+  const secs = rcv.seconds || seconds;
+  const packets = rcv.packets, lost = rcv.lost_packets;
+  return { sentPps: snd.packets / (snd.seconds || secs), rxPps: (packets - lost) / secs, lossPct: rcv.lost_percent ?? (100 * lost / Math.max(1, packets)), packets, lost, seconds: secs };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -369,7 +370,9 @@ export class Results {
   /** Run one measurement; a failure is noted (and printed) instead of aborting the whole bench. */
   async attempt(label: string, fn: () => Promise<void>): Promise<void> {
     try { await fn(); } catch (e) {
-      const msg = `${label}: ${(e as Error).message.split('\n')[0]}`;
+      const lines = (e as Error).message.split('\n').map((l) => l.trim()).filter(Boolean);
+      const cause = lines.slice(1).find((l) => /error|Error|ERR|failed/.test(l));
+      const msg = `${label}: ${lines[0]}${cause ? ` … ${cause}` : ''}`;
       this.notes.push(msg);
       progress(`FAILED ${msg}`);
     }

@@ -117,7 +117,7 @@ export async function sameNode(o: BenchOptions): Promise<string> {
     { name: 'TCP 1 stream (Gbit/s)', podwire: r.get('podwire:tcp1:gbps'), kernel: r.get('kernel:tcp1:gbps') },
     { name: 'TCP retransmits', podwire: r.get('podwire:tcp1:retr'), kernel: r.get('kernel:tcp1:retr'), digits: 0, ratio: false },
     { name: 'UDP 64 B received (kpps)', podwire: r.get('podwire:udp:rxkpps'), kernel: r.get('kernel:udp:rxkpps'), digits: 0 },
-    { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0 },
+    { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0, ratio: false },
     { name: 'UDP 64 B loss (%)', podwire: r.get('podwire:udp:loss'), kernel: r.get('kernel:udp:loss'), digits: 1, ratio: false },
   ];
   out.push(`== same node: pod A -> pod B on one node (podwire vs Linux bridge + veth) ==`);
@@ -125,6 +125,7 @@ export async function sameNode(o: BenchOptions): Promise<string> {
   out.push(`runs: ${o.runs} x ${o.seconds} s per test, interleaved, medians; UDP -l 64 -b ${o.udpRate}; pod MTU ${mtu}`);
   out.push(`podwire pod eth0: ${podIf}`);
   out.push(`load average at start: ${loadStart}`);
+  out.push(`samples (TCP 1 stream): podwire ${r.get('podwire:tcp1:gbps').length}, kernel ${r.get('kernel:tcp1:gbps').length}`);
   out.push('');
   out.push(table(metricRows(m)));
   out.push('');

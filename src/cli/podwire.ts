@@ -177,7 +177,7 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({ args: argv.slice(1), allowPositionals: true, options: { socket: { type: 'string' }, file: { type: 'string', short: 'f', multiple: true } } });
       if (!values.socket) throw new Error('--socket is required');
       if (cmd === 'apply') {
-        for (const m of readManifestArgs(values.file)) for (const l of await adminRequest<string[]>(values.socket, { op: 'apply', yaml: m.text, source: m.source })) console.log(l);
+        for (const m of readManifestArgs(values.file)) for (const l of (await adminRequest<{ lines: string[] }>(values.socket, { op: 'apply', yaml: m.text, source: m.source })).lines) console.log(l);
       } else console.log(JSON.stringify(await adminRequest(values.socket, { op: positionals[0] ?? 'status' }), null, 2));
       return 0;
     }

@@ -31,7 +31,13 @@ import { RouteTable } from '../tables/routes.ts';
 import { Counters } from '../dataplane/counters.ts';
 import { Dataplane, VXLAN_MTU_OVERHEAD } from '../dataplane/pipeline.ts';
 import { Drop, DROP_INFO } from '../wire/drop.ts';
-import { parseManifests, objectKey, type ManifestObj, type PodObj, type NodeObj, type NamespaceObj } from '../control/manifests.ts';
+import {
+  parseManifests, objectKey, type ManifestObj, type PodObj, type NodeObj, type NamespaceObj,
+  type ServiceObj, type EndpointSliceObj, type NetworkPolicyObj,
+} from '../control/manifests.ts';
+import { ServiceTable, LB_NAMES } from '../tables/services.ts';
+import { Conntrack } from '../tables/conntrack.ts';
+import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
 import { NodeIpam } from '../control/ipam.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
@@ -54,7 +60,17 @@ export interface DaemonOptions {
   hostIf: string;
   /** Underlay interface whose MTU the overlay follows; found from the node's address when empty. */
   underlayIf?: string;
+  serviceCidr?: string;
+  nodePortRange?: [number, number];
+  conntrackEntries?: number;
   log?: (line: string) => void;
+}
+
+/** What an apply did: a line per object, and what the daemon assigned (for the control plane to share). */
+export interface ApplyResult {
+  lines: string[];
+  /** Pod key → its address; Service key → its ClusterIP and NodePorts. */
+  assigned: Record<string, { podIP?: string; clusterIP?: string; nodePorts?: number[] }>;
 }
 
 interface PodState {
@@ -78,6 +94,12 @@ export class Daemon {
   readonly counters = new Counters(1024);
   readonly slab = new FrameSlab();
   readonly tx = new TxQueue(8192, 1024);
+  readonly services = new ServiceTable(65536);
+  ct!: Conntrack;
+  allocator!: ServiceAllocator;
+  readonly svcObjs = new Map<string, ServiceObj>();
+  readonly slices = new Map<string, EndpointSliceObj>();
+  readonly policies = new Map<string, NetworkPolicyObj>();
   routes!: RouteTable;
   dp!: Dataplane;
   self!: NodeObj;
@@ -127,6 +149,10 @@ export class Daemon {
       routerMacHi: router.hi, routerMacLo: router.lo, hostMacHi: host.hi, hostMacLo: host.lo,
       vni: this.opts.vni, vxlanPort: this.opts.vxlanPort, underlayMtu,
     });
+    this.ct = new Conntrack(this.opts.conntrackEntries ?? 65536);
+    this.allocator = new ServiceAllocator(this.opts.serviceCidr ?? '10.96.0.0/12', ...(this.opts.nodePortRange ?? [30000, 32767]));
+    this.dp.services = this.services;
+    this.dp.ct = this.ct;
 
     // The overlay: receive on UDP 4789, send through a raw socket (we write the outer headers).
     this.udpFd = this.addon.openUdp(selfIp, this.opts.vxlanPort);
@@ -146,12 +172,54 @@ export class Daemon {
     const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
     hw.start(); this.watchers.push(hw);
 
+    await this.steerNodePorts();
     await this.applyObjects(objs);
     this.timers.push(setInterval(() => this.fdb.sweep(Date.now()), 10_000));
+    // Conntrack garbage collection in small slices, so expiry never pauses the data plane.
+    this.timers.push(setInterval(() => this.ct.gc(Date.now(), 4096), 100));
     this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
     await this.listen();
     this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
   }
+
+  /**
+   * NodePort traffic arrives at the node's kernel (it is addressed to the node). A mark and a
+   * policy route hand it to the daemon through the host TAP, untranslated, so podwire does the
+   * Service NAT itself; the kernel only forwards (no NAT rules anywhere). Replies come back out of
+   * the host TAP with the node's own address as source, which the node must accept and forward.
+   * All of this lives in the node's namespace (or on the node VM), never in a lab machine's root.
+   */
+  private async steerNodePorts(): Promise<void> {
+    const [lo, hi] = this.opts.nodePortRange ?? [30000, 32767];
+    const hostIf = this.opts.hostIf, mark = '0x7077';
+    const rules = `table ip podwire {
+  chain prerouting {
+    type filter hook prerouting priority mangle; policy accept;
+    iifname != "${hostIf}" ip daddr ${this.self.internalIP} tcp dport ${lo}-${hi} meta mark set ${mark}
+    iifname != "${hostIf}" ip daddr ${this.self.internalIP} udp dport ${lo}-${hi} meta mark set ${mark}
+  }
+}
+`;
+    try {
+      await run('nft', ['delete', 'table', 'ip', 'podwire']).catch(() => undefined);
+      await run('nft', ['-f', '-'], rules);
+      await run('ip', ['rule', 'del', 'pref', '100']).catch(() => undefined);
+      await run('ip', ['rule', 'add', 'pref', '100', 'fwmark', mark, 'lookup', '7077']);
+      // The local table is consulted at preference 0 by default, before any mark could matter:
+      // move it after ours (inside this node only).
+      const ruleList = await run('ip', ['rule', 'show']);
+      if (/^0:\s+from all lookup local/m.test(ruleList)) {
+        await run('ip', ['rule', 'add', 'pref', '200', 'lookup', 'local']);
+        await run('ip', ['rule', 'del', 'pref', '0', 'lookup', 'local']);
+      }
+      await run('ip', ['route', 'replace', 'default', 'via', u32ToIp(this.routes.gatewayIp), 'dev', hostIf, 'onlink', 'table', '7077']);
+      await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${hostIf}.rp_filter=0`, `net.ipv4.conf.${hostIf}.accept_local=1`]);
+      this.nodePortsSteered = true;
+    } catch (e) {
+      this.log(`NodePort steering not installed (${(e as Error).message.split('\n')[0]}); NodePorts answer only traffic routed to ${hostIf}`);
+    }
+  }
+  private nodePortsSteered = false;
 
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
   get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
@@ -163,6 +231,11 @@ export class Daemon {
     for (const w of this.watchers) w.stop();
     this.watchers = [];
     for (const fd of [this.hostFd, this.udpFd, this.rawFd]) if (fd >= 0) this.addon.closeFd(fd);
+    if (this.nodePortsSteered) {
+      await run('nft', ['delete', 'table', 'ip', 'podwire']).catch(() => undefined);
+      await run('ip', ['rule', 'del', 'pref', '100']).catch(() => undefined);
+      this.nodePortsSteered = false;
+    }
     this.hostFd = this.udpFd = this.rawFd = -1;
     try { fs.unlinkSync(this.opts.adminSocket); } catch { /* already gone */ }
   }
@@ -247,7 +320,7 @@ export class Daemon {
   // ---------------------------------------------------------------------------------------------
 
   /** Apply manifests (YAML text). All-or-nothing: validation happens before anything changes. */
-  apply(text: string, source = 'request'): Promise<string[]> {
+  apply(text: string, source = 'request'): Promise<ApplyResult> {
     const objs = parseManifests(text, source);
     return this.serialize(() => this.applyObjects(objs));
   }
@@ -272,8 +345,16 @@ export class Daemon {
         } else if (kind === 'Namespace') {
           if (!this.namespaces.delete(a)) throw new Error(`Namespace ${a}: not found`);
           done.push(`Namespace/${a} deleted`);
-        } else throw new Error(`cannot delete ${key}: kind must be Pod, Node or Namespace`);
+        } else if (kind === 'Service' || kind === 'EndpointSlice' || kind === 'NetworkPolicy') {
+          const k = b === undefined ? `default/${a}` : `${a}/${b}`;
+          const map = kind === 'Service' ? this.svcObjs : kind === 'EndpointSlice' ? this.slices : this.policies;
+          if (!map.delete(k)) throw new Error(`${kind} ${k}: not found`);
+          if (kind === 'Service') this.allocator.release(k);
+          done.push(`${kind}/${k} deleted`);
+        } else throw new Error(`cannot delete ${key}: kind must be Pod, Node, Namespace, Service, EndpointSlice or NetworkPolicy`);
       }
+      this.recomputeServices();
+      this.onClusterChange();
       return done;
     });
   }
@@ -285,22 +366,58 @@ export class Daemon {
     return next;
   }
 
-  private async applyObjects(objs: ManifestObj[]): Promise<string[]> {
-    // Validate against current state first: nothing is applied if anything is wrong.
-    for (const o of objs) this.validateAgainstState(o);
-    const done: string[] = [];
+  private async applyObjects(objs: ManifestObj[]): Promise<ApplyResult> {
+    // Validate against current state first: nothing is applied if anything is wrong. Services are
+    // completed (ClusterIP, NodePorts) here too, against the allocations of the whole request.
+    const pending = new ServiceAllocator(this.allocator.cidr, this.allocator.nodePortMin, this.allocator.nodePortMax);
+    for (const [k, v] of this.allocator.ips) pending.ips.set(k, v);
+    for (const [k, v] of this.allocator.nodePorts) pending.nodePorts.set(k, v);
+    const completed = new Map<ManifestObj, ServiceObj>();
+    for (const o of objs) {
+      this.validateAgainstState(o);
+      if (o.kind === 'Service') { const c = pending.complete(o); pending.commit(c); completed.set(o, c); }
+    }
+    const res: ApplyResult = { lines: [], assigned: {} };
     const createdPods: string[] = [];
     try {
       for (const o of objs) {
-        if (o.kind === 'Namespace') { this.namespaces.set(o.name, o); done.push(`${objectKey(o)} configured`); }
-        else if (o.kind === 'Node') { this.applyNode(o); done.push(`${objectKey(o)} configured`); }
+        const key = objectKey(o);
+        if (o.kind === 'Namespace') { this.namespaces.set(o.name, o); res.lines.push(`${key} configured`); }
+        else if (o.kind === 'Node') { this.applyNode(o); res.lines.push(`${key} configured`); }
         else if (o.kind === 'Pod') {
-          const key = `${o.namespace}/${o.name}`;
-          const existing = this.pods.get(key);
-          this.pods.set(key, o);
-          if (existing) { const st = this.local.get(key); if (st) st.obj = o; done.push(`${objectKey(o)} configured`); continue; }
-          if (o.nodeName === this.self.name) { await this.createLocalPod(o); createdPods.push(key); }
-          done.push(`${objectKey(o)} created${o.nodeName === this.self.name ? ` (${this.local.get(key)!.ip})` : ''}`);
+          const podKey = `${o.namespace}/${o.name}`;
+          const existing = this.pods.get(podKey);
+          if (existing) {
+            // Labels, annotations and readiness may change; the address stays what it was.
+            const st = this.local.get(podKey);
+            o.podIP = st ? st.ip : (o.podIP ?? existing.podIP);
+            this.pods.set(podKey, o);
+            if (st) st.obj = o;
+            res.lines.push(`${key} configured`);
+          } else if (o.nodeName === this.self.name) {
+            this.pods.set(podKey, o);
+            await this.createLocalPod(o);
+            createdPods.push(podKey);
+            o.podIP = this.local.get(podKey)!.ip;
+            res.lines.push(`${key} created (${o.podIP})`);
+          } else {
+            this.pods.set(podKey, o);
+            res.lines.push(`${key} created`);
+          }
+          if (o.podIP) res.assigned[key] = { podIP: o.podIP };
+        } else if (o.kind === 'Service') {
+          const c = completed.get(o)!;
+          this.allocator.commit(c);
+          this.svcObjs.set(`${o.namespace}/${o.name}`, c);
+          const np = c.ports.map((p) => p.nodePort).filter((x): x is number => x !== undefined);
+          res.assigned[key] = { clusterIP: c.clusterIP, nodePorts: np };
+          res.lines.push(`${key} configured (${c.clusterIP ?? c.type}${np.length ? `, nodePort ${np.join(',')}` : ''})`);
+        } else if (o.kind === 'EndpointSlice') {
+          this.slices.set(`${o.namespace}/${o.name}`, o);
+          res.lines.push(`${key} configured`);
+        } else if (o.kind === 'NetworkPolicy') {
+          this.policies.set(`${o.namespace}/${o.name}`, o);
+          res.lines.push(`${key} configured`);
         }
       }
     } catch (e) {
@@ -308,8 +425,30 @@ export class Daemon {
       for (const key of createdPods.reverse()) { await this.deleteLocalPod(key).catch(() => undefined); this.pods.delete(key); }
       throw e;
     }
-    return done;
+    this.recomputeServices();
+    this.onClusterChange();
+    return res;
   }
+
+  /** Rebuild every service port's backends from the current state; unchanged flows are untouched. */
+  recomputeServices(): void {
+    const computed = computeServicePorts(this.svcObjs.values(), this.slices.values(), this.pods.values(), this.self.name);
+    const keep = new Set<string>();
+    for (const c of computed) {
+      keep.add(c.spec.key);
+      const sp = this.services.upsert(c.spec);
+      const local: number[] = [];
+      c.backends.forEach((b, i) => { if (b.local) local.push(i); });
+      this.services.setBackends(sp, c.backends.map((b) => b.ip), c.backends.map((b) => b.port), local);
+      this.backendRefs.set(c.spec.key, c.backends.map((b) => b.ref));
+    }
+    for (const spec of this.services.specs) if (spec && !keep.has(spec.key)) { this.services.remove(spec.key); this.backendRefs.delete(spec.key); }
+  }
+  /** Which pod (or address) each backend of a service port is, for views. */
+  private readonly backendRefs = new Map<string, string[]>();
+
+  /** Hook for state that depends on the whole cluster (NetworkPolicy compilation). */
+  protected onClusterChange(): void { /* filled in by the policy stage */ }
 
   private validateAgainstState(o: ManifestObj): void {
     if (o.kind === 'Pod') {
@@ -459,6 +598,21 @@ export class Daemon {
     };
   }
 
+  servicesView(): object[] {
+    const out: object[] = [];
+    this.services.specs.forEach((spec, sp) => {
+      if (!spec) return;
+      const set = this.services.backends[sp], refs = this.backendRefs.get(spec.key) ?? [];
+      out.push({
+        servicePort: spec.key, clusterIP: u32ToIp(spec.vip), port: spec.port, nodePort: spec.nodePort || undefined,
+        externalIPs: spec.externalIps.map(u32ToIp), algorithm: LB_NAMES[spec.algorithm], sessionAffinitySeconds: spec.affinityMs / 1000 || undefined,
+        externalTrafficPolicy: spec.externalLocal ? 'Local' : 'Cluster',
+        backends: [...set.ips].map((ip, k) => ({ address: `${u32ToIp(ip)}:${set.ports[k]}`, pod: refs[k], local: set.local.includes(k), selections: this.services.selections[sp][k] })),
+      });
+    });
+    return out;
+  }
+
   fdbView(): object[] {
     return this.fdb.entries(Date.now()).map((e) => ({ mac: macToString(e), port: e.port, label: this.ports.label[e.port], ageMs: e.ageMs }));
   }
@@ -495,6 +649,8 @@ export class Daemon {
         case 'status': return { ok: true, result: this.status() };
         case 'counters': return { ok: true, result: this.counterView() };
         case 'fdb': return { ok: true, result: this.fdbView() };
+        case 'services': return { ok: true, result: this.servicesView() };
+        case 'conntrack': return { ok: true, result: this.ct.entries(Date.now()) };
         case 'ping': return { ok: true, result: 'pong' };
         default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
       }

@@ -27,21 +27,26 @@ import { Drop } from '../wire/drop.ts';
 import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
 import { checkArp, ARP_OPER, ARP_REQUEST, ARP_REPLY, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA } from '../wire/arp.ts';
 import {
-  checkIpv4, IPV4_DST, IPV4_FLAGS_FRAG, IPV4_FLAG_DF, IPV4_PROTO, IPV4_SRC, IPV4_TTL,
+  checkIpv4, IPV4_DST, ipv4SetSrc, ipv4SetDst, IPV4_FLAGS_FRAG, IPV4_FLAG_DF, IPV4_PROTO, IPV4_SRC, IPV4_TTL,
   IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ipv4DecrementTtl, ipv4WriteChecksum,
 } from '../wire/ipv4.ts';
 import {
   ICMP_CHECKSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED,
   ICMP_CODE_NET_UNREACH, ICMP_CODE_HOST_UNREACH, ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_HEADER_LEN,
 } from '../wire/icmp.ts';
-import { checksumUpdate16, internetChecksum } from '../wire/checksum.ts';
-import { checkTcp } from '../wire/tcp.ts';
+import { checksumUpdate16, internetChecksum, pseudoHeaderSum, onesSum, foldComplement } from '../wire/checksum.ts';
+import { checkTcp, tcpSetSrcPort, tcpSetDstPort, tcpUpdateChecksumForAddr, TCP_FLAGS } from '../wire/tcp.ts';
+import { udpSetSrcPort, udpSetDstPort, udpUpdateChecksumForAddr } from '../wire/udp.ts';
 import { checkVxlan, VXLAN_HEADER_LEN, flowHash5, vxlanSourcePort } from '../wire/vxlan.ts';
 import { FrameSlab, TxQueue, BATCH_MAX } from '../frame/slab.ts';
 import { Fdb } from '../tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
 import { RouteTable, Route } from '../tables/routes.ts';
 import { Counters } from './counters.ts';
+import { ServiceTable } from '../tables/services.ts';
+import { Conntrack, CtDir, CT_NAT_DNAT, CT_NAT_SNAT } from '../tables/conntrack.ts';
+
+const TCP_SYN = 0x02, TCP_ACK_FLAG = 0x10, TCP_RST = 0x04;
 
 /** Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation prepends in the headroom. */
 export const VXLAN_OVERHEAD_INNER = 20 + 8 + VXLAN_HEADER_LEN;
@@ -67,6 +72,9 @@ export class Dataplane {
   readonly fdb: Fdb;
   readonly counters: Counters;
   readonly cfg: DataplaneConfig;
+  /** Services (kube-proxy's job) and connection tracking; absent in a bare L2/L3 node. */
+  services?: ServiceTable;
+  ct?: Conntrack;
   /** Largest inner IPv4 packet the overlay can carry: underlay MTU − 50. */
   overlayMtu: number;
   /** Pod ports, dense, for flooding (rebuilt by the control plane on attach/detach). */
@@ -75,6 +83,13 @@ export class Dataplane {
   private icmpLastRefillMs = 0;
   // Per-batch state (no allocation).
   private nowMs = 0;
+  // The transport header of the packet being looked at (set by parseL4).
+  private l4Proto = 0;
+  private l4Off = 0;
+  private l4Sport = 0;
+  private l4Dport = 0;
+  private l4Flags = 0;
+  private l4Len = 0;
 
   constructor(ports: PortTable, routes: RouteTable, fdb: Fdb, counters: Counters, cfg: DataplaneConfig) {
     this.ports = ports; this.routes = routes; this.fdb = fdb; this.counters = counters; this.cfg = cfg;
@@ -172,6 +187,13 @@ export class Dataplane {
     if (dv.getUint16(off) === this.cfg.routerMacHi && dv.getUint32(off + 2) === this.cfg.routerMacLo) {
       return this.route(slab, inPort, off, tx, false);
     }
+    // Bridged IPv4 between pods of this node still passes connection tracking, so that a reply
+    // from a Service backend to a client on the same subnet is translated back (what Linux needs
+    // br_netfilter for under kube-proxy).
+    if (this.ct !== undefined) {
+      const nat = this.conntrackAndNat(slab, inPort, off, tx);
+      if (nat !== Drop.None) return nat;
+    }
     return this.bridge(slab, inPort, off, len, tx);
   }
 
@@ -252,6 +274,200 @@ export class Dataplane {
     return Drop.None;
   }
 
+
+  // ---------------------------------------------------------------------------------------------
+  // Connection tracking and Service NAT (what kube-proxy asks of netfilter).
+  // ---------------------------------------------------------------------------------------------
+
+  /**
+   * Read the transport header of the IPv4 packet at `l3` into the l4* fields. Returns false for
+   * what is not tracked: fragments, other protocols, ICMP other than echo and errors, and short
+   * headers (checked, so later reads stay in bounds).
+   */
+  private parseL4(dv: DataView, u8: Uint8Array, l3: number): boolean {
+    if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & 0x3fff) !== 0) return false;
+    const ihl = (dv.getUint8(l3) & 0x0f) << 2, end = l3 + dv.getUint16(l3 + 2), l4 = l3 + ihl;
+    const proto = dv.getUint8(l3 + IPV4_PROTO);
+    this.l4Proto = proto; this.l4Off = l4; this.l4Len = end - l3; this.l4Flags = 0;
+    if (proto === IPPROTO_TCP) {
+      if (checkTcp(dv, u8, l4, end, 0, 0, false) !== Drop.None) return false;
+      this.l4Sport = dv.getUint16(l4); this.l4Dport = dv.getUint16(l4 + 2); this.l4Flags = dv.getUint8(l4 + TCP_FLAGS);
+      return true;
+    }
+    if (proto === IPPROTO_UDP) {
+      if (end - l4 < 8) return false;
+      this.l4Sport = dv.getUint16(l4); this.l4Dport = dv.getUint16(l4 + 2);
+      return true;
+    }
+    if (proto === IPPROTO_ICMP) {
+      if (end - l4 < ICMP_HEADER_LEN) return false;
+      const type = dv.getUint8(l4);
+      if (type === ICMP_ECHO_REQUEST || type === ICMP_ECHO_REPLY) {
+        this.l4Sport = this.l4Dport = dv.getUint16(l4 + 4);
+        return true;
+      }
+      this.l4Flags = type;   // an error: handled by relatedIcmp()
+      return type === ICMP_DEST_UNREACH || type === ICMP_TIME_EXCEEDED;
+    }
+    return false;
+  }
+
+  /**
+   * The conntrack and NAT stage. Packets of a tracked connection are rewritten the way the first
+   * one was (or back, for replies); the first packet to a Service frontend picks a backend,
+   * creates the connection and is rewritten (DNAT, plus SNAT to the gateway for hairpin and for
+   * NodePort traffic under externalTrafficPolicy: Cluster, as kube-proxy masquerades). Returns
+   * Drop.None to continue routing the (possibly rewritten) packet, or the reason it ends here.
+   */
+  private conntrackAndNat(slab: FrameSlab, inPort: number, off: number, tx: TxQueue): number {
+    const dv = slab.dv, l3 = off + ETH_HEADER_LEN, ct = this.ct!;
+    if (!this.parseL4(dv, slab.u8, l3)) return Drop.None;
+    const proto = this.l4Proto;
+    if (proto === IPPROTO_ICMP && this.l4Flags !== 0) return this.relatedIcmp(slab, l3);
+    const src = dv.getUint32(l3 + IPV4_SRC), dst = dv.getUint32(l3 + IPV4_DST);
+    const sport = this.l4Sport, dport = this.l4Dport, now = this.nowMs;
+    let idx = ct.lookup(proto, src, dst, sport, dport, now);
+    if (idx >= 0) {
+      const dir = ct.lastDir;
+      ct.update(idx, dir, this.l4Flags, this.l4Len, now);
+      if (ct.natFlags[idx] !== 0) {
+        if (dir === CtDir.Original) this.rewrite(dv, l3, ct.replyDst[idx], ct.replySrc[idx], ct.replyDport[idx], ct.replySport[idx]);
+        else this.rewrite(dv, l3, ct.origDst[idx], ct.origSrc[idx], ct.origDport[idx], ct.origSport[idx]);
+      }
+      return Drop.None;
+    }
+    const svc = this.services;
+    if (svc === undefined || proto === IPPROTO_ICMP) return Drop.None;
+    const sp = svc.frontend(proto, dst, dport, dst === this.routes.selfUnderlayIp);
+    if (sp < 0) return Drop.None;
+    if (proto === IPPROTO_TCP && (this.l4Flags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST)) !== TCP_SYN) return Drop.ConntrackInvalid;
+    const nodePort = svc.lastWasNodePort;
+    const external = inPort === HOST_PORT && src !== this.routes.selfUnderlayIp;
+    const localOnly = (nodePort || external) && svc.externalLocal[sp] === 1;
+    const hash = flowHash5(src, dst, proto, sport, dport);
+    const k = svc.select(sp, src, sport, hash, now, localOnly);
+    if (k < 0) {
+      this.reject(slab, inPort, off, tx);
+      return Drop.ServiceNoEndpoints;
+    }
+    const set = svc.backends[sp], bip = set.ips[k], bport = set.ports[k];
+    // Source NAT: a pod reaching itself through its Service (hairpin) would see its own address as
+    // the source and drop the packet; traffic from outside the cluster must return through this node.
+    const snat = bip === src || ((nodePort || external) && !localOnly);
+    const natSrc = snat ? this.routes.gatewayIp : src;
+    const natSport = snat ? this.freeSnatPort(proto, bip, bport, natSrc, sport) : sport;
+    idx = ct.create(proto, src, dst, sport, dport, bip, natSrc, bport, natSport, now);
+    ct.natFlags[idx] = CT_NAT_DNAT | (snat ? CT_NAT_SNAT : 0);
+    ct.service[idx] = sp; ct.backend[idx] = k;
+    ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
+    this.rewrite(dv, l3, natSrc, bip, natSport, bport);
+    return Drop.None;
+  }
+
+  /** A source port for SNAT to `natSrc` whose reply tuple is not already in use. */
+  private freeSnatPort(proto: number, bip: number, bport: number, natSrc: number, want: number): number {
+    const ct = this.ct!;
+    let port = want;
+    for (let i = 0; i < 64; i++) {
+      if (ct.lookup(proto, bip, natSrc, bport, port, this.nowMs) < 0) return port;
+      port = 32768 + ((Math.imul(want + i + 1, 0x9e3779b1) >>> 0) % 28232);
+    }
+    return port;
+  }
+
+  /**
+   * Rewrite addresses and ports of the packet at `l3` (whose transport header parseL4 read),
+   * patching every checksum incrementally (RFC 1624): the IPv4 header's, and TCP's or UDP's
+   * pseudo-header and port words (a UDP checksum of 0, "none", stays 0).
+   */
+  private rewrite(dv: DataView, l3: number, nSrc: number, nDst: number, nSport: number, nDport: number): void {
+    const l4 = this.l4Off, proto = this.l4Proto;
+    const oSrc = dv.getUint32(l3 + IPV4_SRC), oDst = dv.getUint32(l3 + IPV4_DST);
+    if (oSrc !== nSrc) {
+      ipv4SetSrc(dv, l3, nSrc);
+      if (proto === IPPROTO_TCP) tcpUpdateChecksumForAddr(dv, l4, oSrc, nSrc);
+      else if (proto === IPPROTO_UDP) udpUpdateChecksumForAddr(dv, l4, oSrc, nSrc);
+    }
+    if (oDst !== nDst) {
+      ipv4SetDst(dv, l3, nDst);
+      if (proto === IPPROTO_TCP) tcpUpdateChecksumForAddr(dv, l4, oDst, nDst);
+      else if (proto === IPPROTO_UDP) udpUpdateChecksumForAddr(dv, l4, oDst, nDst);
+    }
+    if (proto === IPPROTO_TCP) {
+      if (dv.getUint16(l4) !== nSport) tcpSetSrcPort(dv, l4, nSport);
+      if (dv.getUint16(l4 + 2) !== nDport) tcpSetDstPort(dv, l4, nDport);
+    } else if (proto === IPPROTO_UDP) {
+      if (dv.getUint16(l4) !== nSport) udpSetSrcPort(dv, l4, nSport);
+      if (dv.getUint16(l4 + 2) !== nDport) udpSetDstPort(dv, l4, nDport);
+    }
+  }
+
+  /**
+   * An ICMP error about a tracked, translated connection (RFC 5508 §4.2 asks NATs for this): the
+   * quoted packet is translated back to what the receiver sent, and the outer addresses too, so a
+   * client learns "port unreachable" or "fragmentation needed" about the ClusterIP it used.
+   */
+  private relatedIcmp(slab: FrameSlab, l3: number): number {
+    const dv = slab.dv, u8 = slab.u8, ct = this.ct!, icmp = this.l4Off, end = l3 + dv.getUint16(l3 + 2);
+    const inner = icmp + ICMP_HEADER_LEN;
+    if (end - inner < 28) return Drop.None;
+    const ihl = (dv.getUint8(inner) & 0x0f) << 2;
+    if ((dv.getUint8(inner) >>> 4) !== 4 || ihl < 20 || inner + ihl + 8 > end) return Drop.None;
+    const proto = dv.getUint8(inner + IPV4_PROTO);
+    if (proto !== IPPROTO_TCP && proto !== IPPROTO_UDP) return Drop.None;
+    const iSrc = dv.getUint32(inner + IPV4_SRC), iDst = dv.getUint32(inner + IPV4_DST);
+    const iSport = dv.getUint16(inner + ihl), iDport = dv.getUint16(inner + ihl + 2);
+    // The quoted packet went from the error's receiver; its reverse is a packet toward it.
+    const idx = ct.lookup(proto, iDst, iSrc, iDport, iSport, this.nowMs);
+    if (idx < 0 || ct.natFlags[idx] === 0) return Drop.None;
+    const toOriginalSide = ct.lastDir === CtDir.Reply;
+    const wantSrc = toOriginalSide ? ct.origSrc[idx] : ct.replySrc[idx], wantDst = toOriginalSide ? ct.origDst[idx] : ct.replyDst[idx];
+    const wantSport = toOriginalSide ? ct.origSport[idx] : ct.replySport[idx], wantDport = toOriginalSide ? ct.origDport[idx] : ct.replyDport[idx];
+    // Quoted header: as the receiver sent it.
+    dv.setUint32(inner + IPV4_SRC, wantSrc); dv.setUint32(inner + IPV4_DST, wantDst);
+    ipv4WriteChecksum(dv, u8, inner);
+    dv.setUint16(inner + ihl, wantSport); dv.setUint16(inner + ihl + 2, wantDport);
+    // Outer header: from where the receiver believes its peer is, to the receiver itself.
+    const oSrc = dv.getUint32(l3 + IPV4_SRC), oDst = dv.getUint32(l3 + IPV4_DST);
+    if (oSrc === iDst) ipv4SetSrc(dv, l3, wantDst);
+    if (oDst === iSrc) ipv4SetDst(dv, l3, wantSrc);
+    dv.setUint16(icmp + ICMP_CHECKSUM, 0);
+    dv.setUint16(icmp + ICMP_CHECKSUM, internetChecksum(u8, icmp, end - icmp));
+    return Drop.None;
+  }
+
+  /**
+   * Refuse a new connection to a Service with no ready endpoint at once, as kube-proxy's REJECT
+   * rule does: a TCP RST for TCP, ICMP port unreachable otherwise, sent from the Service address.
+   */
+  private reject(slab: FrameSlab, inPort: number, off: number, tx: TxQueue): void {
+    const dv = slab.dv, l3 = off + ETH_HEADER_LEN;
+    if (this.l4Proto !== IPPROTO_TCP) {
+      this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_PORT_UNREACH, 0, tx);
+      return;
+    }
+    const g = slab.allocGenerated();
+    if (g < 0) return;
+    const gl3 = g + ETH_HEADER_LEN, gl4 = gl3 + 20, l4 = this.l4Off;
+    const seq = dv.getUint32(l4 + 4), payload = dv.getUint16(l3 + 2) - (l4 - l3) - ((dv.getUint8(l4 + 12) >>> 4) << 2);
+    dv.setUint32(g, 0); dv.setUint32(g + 4, 0); dv.setUint32(g + 8, 0);
+    dv.setUint16(g + 12, ETHERTYPE_IPV4);
+    dv.setUint32(gl3, 0x45000000 | 40);
+    dv.setUint32(gl3 + 4, 0x00004000);
+    dv.setUint32(gl3 + 8, 0x40060000);
+    dv.setUint32(gl3 + IPV4_SRC, dv.getUint32(l3 + IPV4_DST));
+    dv.setUint32(gl3 + IPV4_DST, dv.getUint32(l3 + IPV4_SRC));
+    ipv4WriteChecksum(dv, slab.u8, gl3);
+    dv.setUint16(gl4, this.l4Dport); dv.setUint16(gl4 + 2, this.l4Sport);
+    dv.setUint32(gl4 + 4, 0);
+    dv.setUint32(gl4 + 8, (seq + payload + 1) >>> 0);         // RFC 9293 §3.10.7.1: ack the SYN
+    dv.setUint16(gl4 + 12, 0x5000 | TCP_RST | TCP_ACK_FLAG);
+    dv.setUint32(gl4 + 14, 0); dv.setUint16(gl4 + 18, 0);     // window 0, checksum 0, urgent 0
+    const pseudo = pseudoHeaderSum(dv.getUint32(gl3 + IPV4_SRC), dv.getUint32(gl3 + IPV4_DST), IPPROTO_TCP, 20);
+    dv.setUint16(gl4 + 16, foldComplement(onesSum(slab.u8, gl4, 20, pseudo)));
+    this.route(slab, SELF, g, tx, true);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // L3: the router.
   // ---------------------------------------------------------------------------------------------
@@ -262,6 +478,10 @@ export class Dataplane {
    */
   private route(slab: FrameSlab, inPort: number, off: number, tx: TxQueue, originated: boolean): number {
     const dv = slab.dv, l3 = off + ETH_HEADER_LEN, routes = this.routes;
+    if (this.ct !== undefined) {
+      const nat = this.conntrackAndNat(slab, inPort, off, tx);
+      if (nat !== Drop.None) return nat;
+    }
     const dst = dv.getUint32(l3 + IPV4_DST);
     const totalLen = dv.getUint16(l3 + 2);
     const frameLen = ETH_HEADER_LEN + totalLen;   // drops any Ethernet padding

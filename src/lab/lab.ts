@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { ipBatch, run, listNetns, deleteNetns } from '../daemon/sys.ts';
 import { adminRequest } from '../daemon/client.ts';
-import { parseManifests, type ManifestObj, type PodObj } from '../control/manifests.ts';
+import { parseManifests, type PodObj } from '../control/manifests.ts';
 
 export const LABS_DIR = '/run/podwire/labs';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -236,53 +236,83 @@ export async function labDown(prefix: string): Promise<string[]> {
 function alive(pid: number): boolean { try { process.kill(pid, 0); return true; } catch { return false; } }
 
 /**
- * Apply manifests to the lab: pods without spec.nodeName are scheduled round-robin over the
- * podwire nodes (the lab's stand-in for kube-scheduler), then every daemon gets every object (each
- * acts on its own pods and learns the rest of the cluster).
+ * Apply manifests to the lab, playing the API server's part:
+ *   - pods without spec.nodeName are scheduled round-robin over the podwire nodes (kube-scheduler);
+ *   - phase 1: every node gets the cluster-wide objects and its own pods (its daemon assigns their
+ *     addresses); the first node also gets the Services (it allocates ClusterIPs and NodePorts);
+ *   - phase 2: every node learns the other nodes' pods with their addresses (status.podIP) and the
+ *     Services with what was allocated, so all nodes share one view of the cluster.
+ * The manifests are validated first; nothing is sent if any object is invalid.
  */
 export async function labApply(s: LabState, text: string, source: string): Promise<string[]> {
-  const objs = parseManifests(text, source);
-  const podwireNodes = s.nodes.filter((n) => n.overlay === 'podwire');
-  let rr = 0;
-  const out: string[] = [];
-  const docs: ManifestObj[] = [];
-  for (const o of objs) {
-    if (o.kind === 'Pod' && !o.nodeName) o.nodeName = podwireNodes[rr++ % podwireNodes.length].name;
-    docs.push(o);
+  parseManifests(text, source);
+  const YAML = await import('yaml');
+  type Assigned = Record<string, { podIP?: string; clusterIP?: string; nodePorts?: number[] }>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  type Raw = { kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, any>; status?: Record<string, unknown> };
+  const raws: Raw[] = [];
+  for (const doc of YAML.parseAllDocuments(text)) {
+    const js = doc.toJS() as (Raw & { items?: Raw[] }) | null;
+    if (js == null) continue;
+    if (js.kind === 'List') raws.push(...(js.items ?? [])); else raws.push(js);
   }
-  const yaml = await import('yaml');
-  const body = docs.map((o) => yaml.stringify(toManifest(o))).join('---\n');
-  const kernelPods = docs.filter((o): o is PodObj => o.kind === 'Pod' && s.nodes.some((n) => n.name === o.nodeName && n.overlay === 'kernel'));
+  const podwireNodes = s.nodes.filter((n) => n.overlay === 'podwire');
+  if (podwireNodes.length === 0) throw new Error('the lab has no podwire node to apply to');
+  let rr = 0;
+  for (const r of raws) {
+    if (r.kind !== 'Pod') continue;
+    r.spec ??= {};
+    if (!r.spec.nodeName) r.spec.nodeName = podwireNodes[rr++ % podwireNodes.length].name;
+    if (!s.nodes.some((n) => n.name === r.spec!.nodeName)) throw new Error(`Pod ${r.metadata.namespace ?? 'default'}/${r.metadata.name}: spec.nodeName: no node ${r.spec.nodeName} in lab ${s.prefix}`);
+  }
+  const key = (r: Raw) => `${r.kind}/${r.kind === 'Node' || r.kind === 'Namespace' ? '' : `${r.metadata.namespace ?? 'default'}/`}${r.metadata.name}`;
+  const send = async (n: LabNode, docs: Raw[]): Promise<{ lines: string[]; assigned: Assigned }> => {
+    if (docs.length === 0) return { lines: [], assigned: {} };
+    const body = docs.map((d) => YAML.stringify(d)).join('---\n');
+    return adminRequest(n.socket, { op: 'apply', yaml: body, source }, 120_000);
+  };
+  const out: string[] = [];
+  const shared = raws.filter((r) => r.kind !== 'Pod' && r.kind !== 'Service');
+  const services = raws.filter((r) => r.kind === 'Service');
+  // Pods on kernel nodes are created here, with their pinned address.
+  for (const r of raws.filter((x) => x.kind === 'Pod')) {
+    const n = s.nodes.find((x) => x.name === r.spec!.nodeName)!;
+    if (n.overlay !== 'kernel') continue;
+    const pod = parseManifests(YAML.stringify(r), source)[0] as PodObj;
+    if (!pod.pinnedIp) throw new Error(`Pod ${pod.namespace}/${pod.name}: pods on kernel node ${n.name} need a pinned address (annotation podwire.io/ip)`);
+    await kernelPodUp(s, n, pod, pod.pinnedIp);
+    r.status = { ...(r.status ?? {}), podIP: pod.pinnedIp };
+    out.push(`${n.name}: Pod/${pod.namespace}/${pod.name} created (${pod.pinnedIp}, kernel node)`);
+  }
+  // Phase 1.
   for (const n of podwireNodes) {
-    const res = await adminRequest<string[]>(n.socket, { op: 'apply', yaml: body, source }, 120_000);
-    // Report each pod once, from the node that runs it; cluster-wide objects once, from the first node.
-    for (const line of res) {
-      const local = / \(\d+\.\d+\.\d+\.\d+\)$/.test(line);
-      const isPod = line.startsWith('Pod/');
-      if ((isPod && local) || (!isPod && n === podwireNodes[0])) out.push(isPod ? `${n.name}: ${line}` : line);
+    const own = raws.filter((r) => r.kind === 'Pod' && r.spec!.nodeName === n.name);
+    const first = n === podwireNodes[0];
+    const res = await send(n, [...shared, ...own, ...(first ? services : [])]);
+    for (const r of own) {
+      const a = res.assigned[key(r)];
+      if (a?.podIP) r.status = { ...(r.status ?? {}), podIP: a.podIP };
+    }
+    if (first) {
+      for (const r of services) {
+        const a = res.assigned[key(r)];
+        if (!a) continue;
+        r.spec ??= {};
+        if (a.clusterIP && r.spec.clusterIP === undefined) r.spec.clusterIP = a.clusterIP;
+        if (a.nodePorts?.length) (r.spec.ports as { nodePort?: number }[]).forEach((p, i) => { p.nodePort ??= a.nodePorts![i]; });
+      }
+    }
+    for (const line of res.lines) {
+      if (line.startsWith('Pod/')) { if (/ \(\d+\.\d+\.\d+\.\d+\)$/.test(line)) out.push(`${n.name}: ${line}`); }
+      else if (first) out.push(line);
     }
   }
-  for (const p of kernelPods) {
-    const n = s.nodes.find((x) => x.name === p.nodeName)!;
-    if (!p.pinnedIp) throw new Error(`Pod ${p.namespace}/${p.name}: pods on kernel node ${n.name} need a pinned address (annotation podwire.io/ip)`);
-    await kernelPodUp(s, n, p, p.pinnedIp);
-    out.push(`${n.name}: Pod/${p.namespace}/${p.name} created (${p.pinnedIp}, kernel node)`);
+  // Phase 2.
+  for (const n of podwireNodes) {
+    const others = raws.filter((r) => r.kind === 'Pod' && r.spec!.nodeName !== n.name);
+    await send(n, [...others, ...(n === podwireNodes[0] ? [] : services)]);
   }
   return out;
-}
-
-/** Back from the validated object to a manifest (the daemon re-validates what it receives). */
-function toManifest(o: ManifestObj): object {
-  if (o.kind === 'Namespace') return { apiVersion: 'v1', kind: 'Namespace', metadata: { name: o.name, labels: o.labels } };
-  if (o.kind === 'Node') {
-    return { apiVersion: 'v1', kind: 'Node', metadata: { name: o.name, labels: o.labels, annotations: { 'podwire.io/overlay': o.overlay, ...(o.vtepMac ? { 'podwire.io/vtep-mac': o.vtepMac } : {}) } },
-      spec: { podCIDR: o.podCIDR }, status: { addresses: [{ type: 'InternalIP', address: o.internalIP }] } };
-  }
-  return {
-    apiVersion: 'v1', kind: 'Pod',
-    metadata: { name: o.name, namespace: o.namespace, labels: o.labels, annotations: o.annotations },
-    spec: { nodeName: o.nodeName, containers: [{ name: 'main', image: 'podwire/agent', ports: o.ports.map((p) => ({ ...p })) }] },
-  };
 }
 
 export interface LabPod { node: string; namespace: string; name: string; ip: string; netns: string; ports: { name?: string; containerPort: number; protocol: string }[]; labels: Record<string, string> }

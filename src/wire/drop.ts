@@ -55,6 +55,9 @@ export const Drop = {
   MulticastSrcMac: 36,
   LocalDelivered: 37,
   FrameTooLong: 38,
+  ServiceNoEndpoints: 39,
+  ConntrackInvalid: 40,
+  PolicyDenied: 41,
 } as const;
 export type Drop = (typeof Drop)[keyof typeof Drop];
 
@@ -99,5 +102,8 @@ export const DROP_INFO: readonly { readonly label: string; readonly meaning: str
   { label: 'multicast_src_mac', meaning: 'source MAC is a multicast or broadcast address' },
   { label: 'local_delivered', meaning: 'consumed by the daemon itself (ARP or ICMP to the gateway); not an error' },
   { label: 'frame_too_long', meaning: 'frame larger than a slot (the device cut it); never forwarded half a packet' },
+  { label: 'service_no_endpoints', meaning: 'new connection to a Service port with no ready endpoint (rejected: TCP RST / ICMP port unreachable)' },
+  { label: 'conntrack_invalid', meaning: 'a TCP segment other than SYN for a Service address with no tracked connection' },
+  { label: 'policy_denied', meaning: 'a NetworkPolicy isolates the pod in this direction and no rule allows the connection' },
 ];
 export const DROP_COUNT = DROP_INFO.length;

@@ -85,10 +85,10 @@ const PORT = 'spec.containers[0].ports[0]';
 const documentCases: Case[] = [
   { name: 'a scalar document', make: () => 'hello', ref: 'document 1', field: '', reason: 'expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got the string "hello"' },
   { name: 'a sequence document', make: () => [pod()], ref: 'document 1', field: '', reason: 'expected a Kubernetes object (a mapping with apiVersion, kind and metadata), got a sequence' },
-  { name: 'missing kind', make: withPod((p) => delete p.kind), ref: 'object default/web', field: 'kind', reason: 'required; supported kinds: Namespace, Pod, Node (and List)' },
+  { name: 'missing kind', make: withPod((p) => delete p.kind), ref: 'object default/web', field: 'kind', reason: 'required; supported kinds: Namespace, Pod, Node, Service, EndpointSlice, NetworkPolicy (and List)' },
   { name: 'non-string kind', make: withPod((p) => (p.kind = 5)), ref: 'object default/web', field: 'kind', reason: 'must be a non-empty string, got number 5' },
-  { name: 'unsupported kind', make: () => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }), ref: 'Deployment web', field: 'kind', reason: '"Deployment" is not supported; supported kinds: Namespace, Pod, Node (and List)' },
-  { name: 'not-yet-supported kind', make: () => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'prod' } }), ref: 'Service prod/web', field: 'kind', reason: '"Service" is not supported' },
+  { name: 'unsupported kind', make: () => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }), ref: 'Deployment web', field: 'kind', reason: '"Deployment" is not supported; supported kinds: Namespace, Pod, Node, Service, EndpointSlice, NetworkPolicy (and List)' },
+  { name: 'unsupported namespaced kind', make: () => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'web', namespace: 'prod' } }), ref: 'Ingress prod/web', field: 'kind', reason: '"Ingress" is not supported' },
   { name: 'prototype key as kind', make: () => ({ apiVersion: 'v1', kind: 'constructor', metadata: { name: 'x' } }), ref: 'constructor x', field: 'kind', reason: '"constructor" is not supported' },
   { name: 'missing apiVersion', make: withPod((p) => delete p.apiVersion), ref: P, field: 'apiVersion', reason: 'required; Pod is v1' },
   { name: 'wrong apiVersion', make: withPod((p) => (p.apiVersion = 'apps/v1')), ref: P, field: 'apiVersion', reason: '"apps/v1" is not supported for Pod; use v1' },
@@ -462,7 +462,9 @@ spec:
     - {containerPort: 9000, protocol: SCTP}
 status:
   phase: Running
-  podIP: 10.244.1.7
+  conditions: [{type: Ready, status: "False"}]
+  hostIP: 192.168.56.11
+  podIP: 10.244.1.50
 `;
     expect(parseManifests(text)).toEqual([
       {
@@ -485,6 +487,7 @@ status:
           { containerPort: 9000, protocol: 'SCTP' },
         ],
         ready: false,
+        podIP: '10.244.1.50',
       },
     ]);
   });
@@ -615,6 +618,9 @@ describe('objectKey', () => {
     [{ kind: 'Pod', name: 'web', namespace: 'default', uid: 'x', labels: {}, annotations: {}, ports: [], ready: true }, 'Pod/default/web'],
     [{ kind: 'Node', name: 'node1', labels: {}, podCIDR: '10.244.1.0/24', internalIP: '10.0.0.1', overlay: 'podwire' }, 'Node/node1'],
     [{ kind: 'Namespace', name: 'prod', labels: {} }, 'Namespace/prod'],
+    [{ kind: 'Service', name: 'web', namespace: 'prod', labels: {}, annotations: {}, type: 'ClusterIP', ports: [], externalIPs: [], sessionAffinity: 'None', affinityTimeoutSeconds: 10800, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', lbAlgorithm: 'round-robin' }, 'Service/prod/web'],
+    [{ kind: 'EndpointSlice', name: 'web-abc', namespace: 'prod', labels: {}, serviceName: 'web', addressType: 'IPv4', ports: [], endpoints: [] }, 'EndpointSlice/prod/web-abc'],
+    [{ kind: 'NetworkPolicy', name: 'deny', namespace: 'prod', labels: {}, podSelector: { matchLabels: {}, matchExpressions: [] }, policyTypes: ['Ingress'], ingress: [], egress: [] }, 'NetworkPolicy/prod/deny'],
   ] as Array<[ManifestObj, string]>)('%j -> %s', (o, key) => {
     expect(objectKey(o)).toBe(key);
   });
