@@ -674,7 +674,7 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
           } else {
             for (const rc of matchedRcs[rule.id]) {
               const id = rcIdentity[rc];
-              add(rc, ruleSegments(rule, id >= 0 ? identities[id].ports : idn.ports));
+              add(rc, ruleSegments(rule, id >= 0 ? identities[id].ports : null));
             }
           }
         }

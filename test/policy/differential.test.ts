@@ -14,7 +14,7 @@
  * `SEED=<n> npx vitest run test/policy/differential.test.ts`.
  */
 import { describe, it, expect } from 'vitest';
-import type { LabelSelector, NetworkPolicyObj, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule } from '../../src/control/manifests.ts';
+import { selectorMatches, type LabelSelector, type NetworkPolicyObj, type NetworkPolicyPeer, type NetworkPolicyPort, type NetworkPolicyRule } from '../../src/control/manifests.ts';
 import { u32ToIp } from '../../src/control/addressing.ts';
 import type { ClusterView, PolicyPacket, PolicyPod, PolicyPodPort } from '../../src/policy/model.ts';
 import { compilePolicies, egressSide, ingressSide, PolicyDir } from '../../src/policy/compiler.ts';
@@ -173,7 +173,9 @@ function aimedPacket(r: Rng, v: ClusterView): PolicyPacket | undefined {
   const pol = r.pick(v.policies);
   const egress = r.chance(0.5);
   const rules = egress ? pol.egress : pol.ingress;
-  const locals = v.pods.filter((p) => p.namespace === pol.namespace);
+  const inNs = v.pods.filter((p) => p.namespace === pol.namespace);
+  const selected = inNs.filter((p) => selectorMatches(pol.podSelector, p.labels));
+  const locals = selected.length > 0 && r.chance(0.9) ? selected : inNs;
   if (rules.length === 0 || locals.length === 0) return undefined;
   const rl = r.pick(rules);
   const local = r.pick(locals);
@@ -195,9 +197,12 @@ function aimedPacket(r: Rng, v: ClusterView): PolicyPacket | undefined {
     proto = p.protocol === 'TCP' ? 6 : p.protocol === 'UDP' ? 17 : 132;
     if (typeof p.port === 'number') dport = r.pick([p.port, p.endPort ?? p.port]) + r.pick([0, 0, -1, 1]);
     else if (typeof p.port === 'string') {
-      // The destination's own number, or another pod's (the sender's, say), which must not match.
-      const owner = dstPod && r.chance(0.7) ? dstPod : r.chance(0.5) ? local : r.pick(v.pods);
-      const named = owner.ports.filter((cp) => cp.name === p.port);
+      // The number the name has on the destination, or on another pod (the sender, say), where
+      // it must not count unless the destination numbers it alike.
+      const has = (q: PolicyPod | undefined) => !!q && q.ports.some((cp) => cp.name === p.port && cp.protocol === p.protocol);
+      const others = v.pods.filter(has);
+      const owner = has(dstPod) && r.chance(0.6) ? dstPod! : has(local) && r.chance(0.5) ? local : others.length > 0 ? r.pick(others) : undefined;
+      const named = owner ? owner.ports.filter((cp) => cp.name === p.port && cp.protocol === p.protocol) : [];
       dport = named.length > 0 ? r.pick(named).containerPort : r.pick(interestingPorts(v));
     }
   }
