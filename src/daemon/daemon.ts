@@ -38,6 +38,8 @@ import {
 import { ServiceTable, LB_NAMES } from '../tables/services.ts';
 import { Conntrack } from '../tables/conntrack.ts';
 import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
+import { compilePolicies, type CompiledPolicy } from '../policy/compiler.ts';
+import type { ClusterView } from '../policy/model.ts';
 import { NodeIpam } from '../control/ipam.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
@@ -377,6 +379,12 @@ export class Daemon {
       this.validateAgainstState(o);
       if (o.kind === 'Service') { const c = pending.complete(o); pending.commit(c); completed.set(o, c); }
     }
+    // A NetworkPolicy that cannot be compiled exactly is refused before anything is applied.
+    const newPolicies = objs.filter((o): o is NetworkPolicyObj => o.kind === 'NetworkPolicy');
+    if (newPolicies.length) {
+      const keys = new Set(newPolicies.map((p) => `${p.namespace}/${p.name}`));
+      compilePolicies({ ...this.policyView(), policies: [...[...this.policies.entries()].filter(([k]) => !keys.has(k)).map(([, v]) => v), ...newPolicies] });
+    }
     const res: ApplyResult = { lines: [], assigned: {} };
     const createdPods: string[] = [];
     try {
@@ -447,8 +455,45 @@ export class Daemon {
   /** Which pod (or address) each backend of a service port is, for views. */
   private readonly backendRefs = new Map<string, string[]>();
 
-  /** Hook for state that depends on the whole cluster (NetworkPolicy compilation). */
-  protected onClusterChange(): void { /* filled in by the policy stage */ }
+  /**
+   * Recompile NetworkPolicy from the whole cluster state and swap the tables in at once: the data
+   * plane reads either the old tables or the new ones, never a mix, so a default-deny is never
+   * momentarily open. Tracked connections are re-judged once under the new tables.
+   */
+  protected onClusterChange(): void {
+    if (this.policies.size === 0) {
+      if (this.dp.policy) { this.dp.policy = undefined; this.dp.policyGeneration++; }
+      this.compiled = undefined;
+      return;
+    }
+    const t0 = performance.now();
+    const view = this.policyView();
+    try {
+      const compiled = compilePolicies(view);
+      this.compiled = compiled;
+      this.dp.policy = compiled;
+      this.dp.policyGeneration++;
+      this.lastCompileMs = performance.now() - t0;
+    } catch (e) {
+      this.log(`NetworkPolicy not recompiled, previous tables kept: ${(e as Error).message}`);
+      throw e;
+    }
+  }
+  compiled?: CompiledPolicy;
+  lastCompileMs = 0;
+
+  /** The cluster as NetworkPolicy sees it: namespace labels, pods with addresses, policies, nodes. */
+  policyView(): ClusterView {
+    const nodeIpOf = (n?: string) => { const node = n ? this.nodes.get(n) : undefined; return node ? ipToU32(node.internalIP) : 0; };
+    return {
+      namespaces: new Map([...this.namespaces.values()].map((n) => [n.name, n.labels])),
+      pods: [...this.pods.values()].filter((p) => p.podIP).map((p) => ({
+        namespace: p.namespace, name: p.name, labels: p.labels, ip: ipToU32(p.podIP!), nodeIp: nodeIpOf(p.nodeName), ports: p.ports,
+      })),
+      policies: [...this.policies.values()],
+      nodeIps: [...this.nodes.values()].map((n) => ipToU32(n.internalIP)),
+    };
+  }
 
   private validateAgainstState(o: ManifestObj): void {
     if (o.kind === 'Pod') {
@@ -651,6 +696,12 @@ export class Daemon {
         case 'fdb': return { ok: true, result: this.fdbView() };
         case 'services': return { ok: true, result: this.servicesView() };
         case 'conntrack': return { ok: true, result: this.ct.entries(Date.now()) };
+        case 'policy': return { ok: true, result: this.compiled ? { ...this.compiled.stats(), compileMs: this.lastCompileMs, generation: this.dp.policyGeneration } : { policies: 0 } };
+        case 'explain': {
+          const r = req as unknown as { src: string; dst: string; proto: number; dport: number };
+          if (!this.compiled) return { ok: true, result: { verdict: 'allowed', reason: 'no NetworkPolicy exists' } };
+          return { ok: true, result: this.compiled.explain({ src: ipToU32(r.src), dst: ipToU32(r.dst), proto: r.proto, dport: r.dport }) };
+        }
         case 'ping': return { ok: true, result: 'pong' };
         default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
       }

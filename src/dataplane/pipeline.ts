@@ -45,6 +45,7 @@ import { RouteTable, Route } from '../tables/routes.ts';
 import { Counters } from './counters.ts';
 import { ServiceTable } from '../tables/services.ts';
 import { Conntrack, CtDir, CT_NAT_DNAT, CT_NAT_SNAT } from '../tables/conntrack.ts';
+import { CompiledPolicy, PolicyDir, PolicySide } from '../policy/compiler.ts';
 
 const TCP_SYN = 0x02, TCP_ACK_FLAG = 0x10, TCP_RST = 0x04;
 
@@ -75,6 +76,14 @@ export class Dataplane {
   /** Services (kube-proxy's job) and connection tracking; absent in a bare L2/L3 node. */
   services?: ServiceTable;
   ct?: Conntrack;
+  /**
+   * Compiled NetworkPolicy (absent while no policy exists). Swapped as a whole by the control
+   * plane; `policyGeneration` counts swaps, so tracked connections re-check once after a change.
+   */
+  policy?: CompiledPolicy;
+  policyGeneration = 1;
+  /** Set when a policy check denies: the direction and the pod it protected (for flow logs). */
+  lastDeniedDir = -1;
   /** Largest inner IPv4 packet the overlay can carry: underlay MTU − 50. */
   overlayMtu: number;
   /** Pod ports, dense, for flooding (rebuilt by the control plane on attach/detach). */
@@ -321,7 +330,11 @@ export class Dataplane {
    */
   private conntrackAndNat(slab: FrameSlab, inPort: number, off: number, tx: TxQueue): number {
     const dv = slab.dv, l3 = off + ETH_HEADER_LEN, ct = this.ct!;
-    if (!this.parseL4(dv, slab.u8, l3)) return Drop.None;
+    if (!this.parseL4(dv, slab.u8, l3)) {
+      // Fragments and untracked protocols are judged packet by packet (port-less rules only).
+      if (this.policy !== undefined && !this.policyAllows(dv.getUint8(l3 + IPV4_PROTO), dv.getUint32(l3 + IPV4_SRC), dv.getUint32(l3 + IPV4_DST), 0)) return Drop.PolicyDenied;
+      return Drop.None;
+    }
     const proto = this.l4Proto;
     if (proto === IPPROTO_ICMP && this.l4Flags !== 0) return this.relatedIcmp(slab, l3);
     const src = dv.getUint32(l3 + IPV4_SRC), dst = dv.getUint32(l3 + IPV4_DST);
@@ -329,6 +342,15 @@ export class Dataplane {
     let idx = ct.lookup(proto, src, dst, sport, dport, now);
     if (idx >= 0) {
       const dir = ct.lastDir;
+      if (this.policy !== undefined && ct.policy[idx] !== this.policyGeneration) {
+        // Policy changed since this connection was allowed: judge it again, as its first packet
+        // would be judged now (the translated original direction).
+        if (!this.policyAllows(proto, ct.replyDst[idx], ct.replySrc[idx], ct.replySport[idx])) {
+          ct.delete(idx);
+          return Drop.PolicyDenied;
+        }
+        ct.policy[idx] = this.policyGeneration;
+      }
       ct.update(idx, dir, this.l4Flags, this.l4Len, now);
       if (ct.natFlags[idx] !== 0) {
         if (dir === CtDir.Original) this.rewrite(dv, l3, ct.replyDst[idx], ct.replySrc[idx], ct.replyDport[idx], ct.replySport[idx]);
@@ -337,9 +359,18 @@ export class Dataplane {
       return Drop.None;
     }
     const svc = this.services;
-    if (svc === undefined || proto === IPPROTO_ICMP) return Drop.None;
-    const sp = svc.frontend(proto, dst, dport, dst === this.routes.selfUnderlayIp);
-    if (sp < 0) return Drop.None;
+    const sp = svc === undefined || proto === IPPROTO_ICMP ? -1 : svc.frontend(proto, dst, dport, dst === this.routes.selfUnderlayIp);
+    if (sp < 0) {
+      // Not a Service: with NetworkPolicy in force, the first packet is classified and an allowed
+      // connection tracked, so its later packets and its replies pass without a second look.
+      if (this.policy === undefined) return Drop.None;
+      if (!this.policyAllows(proto, src, dst, dport)) return Drop.PolicyDenied;
+      idx = ct.create(proto, src, dst, sport, dport, dst, src, dport, sport, now);
+      ct.policy[idx] = this.policyGeneration;
+      ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
+      return Drop.None;
+    }
+    if (svc === undefined) return Drop.None;
     if (proto === IPPROTO_TCP && (this.l4Flags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST)) !== TCP_SYN) return Drop.ConntrackInvalid;
     const nodePort = svc.lastWasNodePort;
     const external = inPort === HOST_PORT && src !== this.routes.selfUnderlayIp;
@@ -356,12 +387,33 @@ export class Dataplane {
     const snat = bip === src || ((nodePort || external) && !localOnly);
     const natSrc = snat ? this.routes.gatewayIp : src;
     const natSport = snat ? this.freeSnatPort(proto, bip, bport, natSrc, sport) : sport;
+    // Policy sees the translated packet, as kube-proxy plus a CNI plugin would.
+    if (this.policy !== undefined && !this.policyAllows(proto, natSrc, bip, bport)) return Drop.PolicyDenied;
     idx = ct.create(proto, src, dst, sport, dport, bip, natSrc, bport, natSport, now);
     ct.natFlags[idx] = CT_NAT_DNAT | (snat ? CT_NAT_SNAT : 0);
+    ct.policy[idx] = this.policyGeneration;
     ct.service[idx] = sp; ct.backend[idx] = k;
     ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
     this.rewrite(dv, l3, natSrc, bip, natSport, bport);
     return Drop.None;
+  }
+
+  /**
+   * NetworkPolicy for a new connection, enforced for this node's own pods only: egress when the
+   * source is a local pod, ingress when the destination is. (The other end's node enforces the
+   * other end.) Two constant-time classifications at most.
+   */
+  private policyAllows(proto: number, src: number, dst: number, dport: number): boolean {
+    const pol = this.policy!;
+    if (this.routes.localPort(src) >= 0 && pol.classifyDirection(PolicyDir.Egress, src, dst, proto, dport) === PolicySide.Denied) {
+      this.lastDeniedDir = PolicyDir.Egress;
+      return false;
+    }
+    if (this.routes.localPort(dst) >= 0 && pol.classifyDirection(PolicyDir.Ingress, dst, src, proto, dport) === PolicySide.Denied) {
+      this.lastDeniedDir = PolicyDir.Ingress;
+      return false;
+    }
+    return true;
   }
 
   /** A source port for SNAT to `natSrc` whose reply tuple is not already in use. */

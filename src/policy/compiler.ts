@@ -61,7 +61,8 @@
  * The tables and the two probes
  * -----------------------------
  * For each identity L and direction (egress, ingress) in which L is isolated, a U32Map maps a
- * remote class to a port set. Key 0 is the wildcard, Cilium's "identity 0 = L4-only": it holds
+ * remote class to a port set. A table is a function of the policies that apply to L (and, for
+ * ingress named ports, of L's own numbering), so identities alike in those share one table. Key 0 is the wildcard, Cilium's "identity 0 = L4-only": it holds
  * what rules with no peers ("all sources/destinations", pods or not) allow. Classification
  * probes the remote's class and then the wildcard:
  *
@@ -166,7 +167,9 @@ export interface PolicyStats {
   rules: number;
   /** Distinct (hash-consed) port sets. */
   portSets: number;
-  /** Entries across every per-identity table (wildcard entries included). */
+  /** Distinct per-identity tables (identities to which the same policies apply share one). */
+  tables: number;
+  /** Entries across the distinct tables (wildcard entries included). */
   tableEntries: number;
   /** Bytes held in typed arrays by the compiled tables. */
   bytes: number;
@@ -448,7 +451,9 @@ export class CompiledPolicy {
   stats(): PolicyStats {
     const u32MapBytes = (m: U32Map) => m.capacity * 9;  // keys u32 + values i32 + used u8
     let tableEntries = 0, bytes = u32MapBytes(this.podByIp);
-    for (const m of this.maps) if (m) { tableEntries += m.size; bytes += u32MapBytes(m); }
+    const tables = new Set<U32Map>();
+    for (const m of this.maps) if (m) tables.add(m);
+    for (const m of tables) { tableEntries += m.size; bytes += u32MapBytes(m); }
     bytes += this.podIdentity.byteLength + this.podRc.byteLength + this.podNodeIp.byteLength + this.isolated.byteLength
       + this.portNodes.byteLength + this.lpm.byteLength;
     return {
@@ -457,6 +462,7 @@ export class CompiledPolicy {
       remoteClasses: this.meta.remoteClasses,
       rules: this.meta.rules.length,
       portSets: this.meta.portSets,
+      tables: tables.size,
       tableEntries,
       bytes,
     };
@@ -641,10 +647,15 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
   });
 
   // 6. Per identity and direction: isolation, then the table of remote class → port set.
+  //    A table depends only on the policies that apply (and, for ingress named ports, on the
+  //    identity's own numbering), so identities alike in those share one table: a namespace's
+  //    "podSelector: {}" policies cost one table, not one per identity.
   const ports = new PortSetBuilder();
   const isolated = new Uint8Array(identities.length * 2);
   const maps: (U32Map | null)[] = new Array(identities.length * 2).fill(null);
   const isolatedBy: string[][] = new Array(identities.length * 2).fill(null).map(() => []);
+  const shared = new Map<string, U32Map>();
+  const policyIndex = new Map(rulesOf.map((e, i) => [e, i]));
   identities.forEach((idn, L) => {
     const candidates = policiesByNs.get(idn.namespace) ?? [];
     for (const dir of [PolicyDir.Egress, PolicyDir.Ingress]) {
@@ -654,6 +665,10 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
       const t = (L << 1) | dir;
       isolated[t] = 1;
       isolatedBy[t] = applying.map((e) => `${e.policy.namespace}/${e.policy.name}`);
+      const namedHere = dir === PolicyDir.Ingress && applying.some((e) => e.ingress.some((r) => r.hasNamed));
+      const shareKey = `${dir}:${applying.map((e) => policyIndex.get(e)).join(',')}`;
+      const known = shared.get(shareKey);
+      if (known) { maps[t] = known; continue; }
       const acc = new Map<number, Segments>();
       const add = (rc: number, segs: Segments) => {
         if (segs.length === 0) return;
@@ -687,6 +702,7 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
       const map = new U32Map(Math.max(1, entries.length));
       for (const [rc, ps] of entries) map.set(rc, ps);
       maps[t] = map;
+      shared.set(shareKey, map);
     }
   });
 

@@ -42,17 +42,17 @@
  * CWR are ignored) are invalid in every state. O = original direction, R = reply direction; in
  * the closing states "closer" is the side whose FIN came first and "peer" the other side.
  *
- *   state       | SYN O    | SYN+ACK R | FIN+ACK                        | ACK                          | RST
- *   ------------+----------+-----------+--------------------------------+------------------------------+------
- *   New         | SynSent  | invalid   | invalid                        | invalid                      | invalid
- *   SynSent     | SynSent  | SynRecv   | invalid                        | O: invalid, R: ignore        | Close
- *   SynRecv     | ignore   | ignore    | FinWait (closer = sender)      | O: Established, R: SynRecv   | Close
- *   Established | ignore   | ignore    | FinWait (closer = sender)      | Established                  | Close
- *   FinWait     | ignore   | ignore    | closer: FinWait, peer: LastAck | closer: FinWait, peer: CloseWait | Close
- *   CloseWait   | ignore   | ignore    | closer: CloseWait, peer: LastAck | CloseWait                  | Close
- *   LastAck     | ignore   | ignore    | LastAck                        | closer: TimeWait, peer: LastAck | Close
- *   TimeWait    | SynSent  | ignore    | TimeWait                       | TimeWait                     | Close
- *   Close       | SynSent  | invalid   | invalid                        | invalid                      | Close
+ *   state       | SYN O   | SYN+ACK R | FIN+ACK                          | ACK                              | RST
+ *   ------------+---------+-----------+----------------------------------+----------------------------------+--------
+ *   New         | SynSent | invalid   | invalid                          | invalid                          | invalid
+ *   SynSent     | SynSent | SynRecv   | invalid                          | O: invalid, R: ignore            | Close
+ *   SynRecv     | ignore  | ignore    | FinWait (closer = sender)        | O: Established, R: SynRecv       | Close
+ *   Established | ignore  | ignore    | FinWait (closer = sender)        | Established                      | Close
+ *   FinWait     | ignore  | ignore    | closer: FinWait, peer: LastAck   | closer: FinWait, peer: CloseWait | Close
+ *   CloseWait   | ignore  | ignore    | closer: CloseWait, peer: LastAck | CloseWait                        | Close
+ *   LastAck     | ignore  | ignore    | LastAck                          | closer: TimeWait, peer: LastAck  | Close
+ *   TimeWait    | SynSent | ignore    | TimeWait                         | TimeWait                         | Close
+ *   Close       | SynSent | invalid   | invalid                          | invalid                          | Close
  *
  *   SYN R and SYN+ACK O are invalid in every state (simultaneous open, netfilter's SYN_SENT2, is
  *   not modelled). "ignore" = valid (a retransmission or a harmless stray; netfilter's sIG): the
