@@ -5,7 +5,8 @@
  *   podwire lab up [--nodes N] [--name P] [--mtu M] [--kernel-node NAME] [-f FILE|DIR]...
  *   podwire lab status | check | down [--all] | apply -f FILE | delete KIND/[NS/]NAME
  *   podwire lab exec POD -- COMMAND...                    run a command inside a pod's namespace
- *   podwire lab show counters|fdb|status [NODE]           a daemon's tables and counters
+ *   podwire lab show counters|fdb|services|conntrack|policy|status [NODE]   a daemon's tables
+ *   podwire policy explain FROM TO PORT/PROTO             the static NetworkPolicy verdict and its reasons
  *   podwire apply -f FILE --socket PATH                   talk to one daemon directly
  *   podwire show status|counters|fdb --socket PATH
  */
@@ -157,8 +158,22 @@ async function lab(argv: string[]): Promise<number> {
       for (const n of nodes) console.log(`# ${n.name}\n${JSON.stringify(await adminRequest(n.socket, { op: what }), null, 2)}`);
       return 0;
     }
+    case 'explain': {
+      // podwire lab explain FROM TO PORT/PROTO — the static verdict of the compiled NetworkPolicy.
+      const s = loadLab(values.name);
+      const [from, to, portProto] = positionals;
+      if (!from || !to || !portProto) throw new Error('usage: podwire policy explain FROM TO PORT/PROTO (pods as [namespace/]name, or addresses)');
+      const addr = async (ref: string) => (/^\d+\.\d+\.\d+\.\d+$/.test(ref) ? ref : (await findPod(s, ref)).ip);
+      const [port, proto = 'TCP'] = portProto.split('/');
+      const protoNum = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1 }[proto.toUpperCase()];
+      if (protoNum === undefined) throw new Error(`protocol ${proto}: TCP, UDP, SCTP or ICMP`);
+      const node = s.nodes.find((n) => n.overlay === 'podwire')!;
+      const res = await adminRequest(node.socket, { op: 'explain', src: await addr(from), dst: await addr(to), proto: protoNum, dport: Number(port) });
+      console.log(JSON.stringify(res, null, 2));
+      return 0;
+    }
     default:
-      throw new Error(`unknown lab command ${JSON.stringify(sub)}: up, down, status, check, apply, delete, exec, show`);
+      throw new Error(`unknown lab command ${JSON.stringify(sub)}: up, down, status, check, apply, delete, exec, show, explain`);
   }
 }
 
@@ -173,6 +188,9 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'daemon': await daemonMain(argv.slice(1)); return -1;
     case 'lab': return lab(argv.slice(1));
+    case 'policy':
+      if (argv[1] !== 'explain') throw new Error('usage: podwire policy explain FROM TO PORT/PROTO');
+      return lab(['explain', ...argv.slice(2)]);
     case 'apply': case 'show': {
       const { values, positionals } = parseArgs({ args: argv.slice(1), allowPositionals: true, options: { socket: { type: 'string' }, file: { type: 'string', short: 'f', multiple: true } } });
       if (!values.socket) throw new Error('--socket is required');

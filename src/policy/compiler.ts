@@ -236,7 +236,7 @@ interface CompiledTables {
   podByIp: U32Map;
   podIdentity: Int32Array;
   podRc: Int32Array;
-  podNodeIp: Uint32Array;
+  podNodeIp: Int32Array;
   isolated: Uint8Array;
   maps: (U32Map | null)[];
   portNodes: Int32Array;
@@ -273,7 +273,8 @@ export class CompiledPolicy {
   private readonly podByIp: U32Map;
   private readonly podIdentity: Int32Array;
   private readonly podRc: Int32Array;
-  private readonly podNodeIp: Uint32Array;
+  /** Node addresses as int32 (the same 32 bits), compared with int32 packet addresses. */
+  private readonly podNodeIp: Int32Array;
   private readonly isolated: Uint8Array;
   private readonly maps: (U32Map | null)[];
   private readonly portNodes: Int32Array;
@@ -291,15 +292,18 @@ export class CompiledPolicy {
   /**
    * Classify the first packet of a connection, both directions.
    *
-   * @param src, dst  IPv4 addresses (u32, host order)
+   * @param src, dst  IPv4 addresses, host order, as u32 or as int32 (the same 32 bits)
    * @param proto     IP protocol number (6, 17, 132; anything else is "other")
    * @param dport     destination port (ignored for "other" protocols)
    * @returns a code: egress side | ingress side << 3 | POLICY_DENIED if either side denies.
    * Side effects: sets lastEgressRule/lastIngressRule (-1 unless a rule decided); adds to `probes`.
-   * Allocates nothing.
+   * Allocates nothing. Addresses are carried as int32 inside, because a u32 of 128.0.0.0 or
+   * more is not a small integer to V8 and is boxed into a heap number whenever it is passed to
+   * a call that is not inlined. For the same reason a hot-path caller should pass int32
+   * addresses (DataView.getInt32) rather than u32 ones.
    */
   classify(src: number, dst: number, proto: number, dport: number): number {
-    src >>>= 0; dst >>>= 0;
+    src |= 0; dst |= 0;
     const sp = this.podByIp.get(src), dp = this.podByIp.get(dst);
     this.probes += 2;
     const slot = protoSlot(proto);
@@ -318,7 +322,7 @@ export class CompiledPolicy {
    * lastIngressRule (whichever `dir` names). Allocates nothing.
    */
   classifyDirection(dir: PolicyDir, localIp: number, remoteIp: number, proto: number, port: number): PolicySide {
-    localIp >>>= 0; remoteIp >>>= 0;
+    localIp |= 0; remoteIp |= 0;
     if (dir === PolicyDir.Egress) this.lastEgressRule = -1; else this.lastIngressRule = -1;
     const lp = this.podByIp.get(localIp);
     this.probes++;
@@ -328,7 +332,7 @@ export class CompiledPolicy {
     return this.side(dir, lp, remoteIp, rp, protoSlot(proto), port);
   }
 
-  /** One direction for local pod `lp` against the remote end (`rp` = its pod index or -1). */
+  /** One direction for local pod `lp` against the remote end (`rp` = its pod index or -1); `remoteIp` is int32. */
   private side(dir: number, lp: number, remoteIp: number, rp: number, slot: number, port: number): PolicySide {
     // The exceptions no policy overrides: "a pod cannot block access to itself"; "traffic to and
     // from the node where a Pod is running is always allowed".
@@ -571,7 +575,7 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
   for (const p of view.pods) nodeIps.add(p.nodeIp >>> 0);
   const podByIp = new U32Map(Math.max(1, view.pods.length));
   const podIdentity = new Int32Array(view.pods.length);
-  const podNodeIp = new Uint32Array(view.pods.length);
+  const podNodeIp = new Int32Array(view.pods.length);
   const identityIds = new Map<string, number>();
   const identities: { namespace: string; labels: Record<string, string>; nsLabels: Record<string, string>; ports: PolicyPodPort[] }[] = [];
   view.pods.forEach((pod, i) => {
@@ -585,7 +589,7 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
     }
     if (nodeIps.has(ip)) throw new PolicyCompileError(obj, 'ip', `${u32ToIp(ip)} is a node's address; a pod's address must not be`);
     podByIp.set(ip, i);
-    podNodeIp[i] = pod.nodeIp >>> 0;
+    podNodeIp[i] = pod.nodeIp | 0;
     // Only the named ports some policy mentions distinguish identities.
     const ports = pod.ports.filter((cp) => cp.name !== undefined && namedPorts.has(cp.name))
       .map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol }))
@@ -666,7 +670,7 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
       isolated[t] = 1;
       isolatedBy[t] = applying.map((e) => `${e.policy.namespace}/${e.policy.name}`);
       const namedHere = dir === PolicyDir.Ingress && applying.some((e) => e.ingress.some((r) => r.hasNamed));
-      const shareKey = `${dir}:${applying.map((e) => policyIndex.get(e)).join(',')}`;
+      const shareKey = `${dir}:${applying.map((e) => policyIndex.get(e)).join(',')}${namedHere ? '|' + JSON.stringify(idn.ports) : ''}`;
       const known = shared.get(shareKey);
       if (known) { maps[t] = known; continue; }
       const acc = new Map<number, Segments>();
