@@ -40,6 +40,11 @@ import { Conntrack } from '../tables/conntrack.ts';
 import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
 import { compilePolicies, type CompiledPolicy } from '../policy/compiler.ts';
 import type { ClusterView } from '../policy/model.ts';
+import { TraceSession, type TraceFilter, type TraceRecord } from '../dataplane/trace.ts';
+import { emitIpv4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
+import { emitTcp } from '../wire/tcp.ts';
+import { emitUdp } from '../wire/udp.ts';
+import { emitIcmp } from '../wire/icmp.ts';
 import { NodeIpam } from '../control/ipam.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
@@ -65,6 +70,9 @@ export interface DaemonOptions {
   serviceCidr?: string;
   nodePortRange?: [number, number];
   conntrackEntries?: number;
+  /** Write connection events as JSON lines here ('-' = stdout). */
+  flowLog?: string;
+  flowLogPerSecond?: number;
   log?: (line: string) => void;
 }
 
@@ -155,6 +163,8 @@ export class Daemon {
     this.allocator = new ServiceAllocator(this.opts.serviceCidr ?? '10.96.0.0/12', ...(this.opts.nodePortRange ?? [30000, 32767]));
     this.dp.services = this.services;
     this.dp.ct = this.ct;
+    this.dp.describe = (ip) => this.describe(ip);
+    if (this.opts.flowLog) this.attachFlowLog(this.opts.flowLog, this.opts.flowLogPerSecond ?? 1000);
 
     // The overlay: receive on UDP 4789, send through a raw socket (we write the outer headers).
     this.udpFd = this.addon.openUdp(selfIp, this.opts.vxlanPort);
@@ -610,6 +620,138 @@ export class Daemon {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Explaining: names for addresses, the flow log, traces and synthetic packets.
+  // ---------------------------------------------------------------------------------------------
+
+  /** An address in Kubernetes terms: a pod, a Service, a node, the gateway. */
+  describe(ip: number): string {
+    const text = u32ToIp(ip);
+    if (ip === this.routes.gatewayIp) return `gateway of ${this.self.name}`;
+    for (const p of this.pods.values()) if (p.podIP === text) return `pod ${p.namespace}/${p.name}`;
+    for (const n of this.nodes.values()) if (n.internalIP === text) return `node ${n.name}`;
+    for (const s of this.svcObjs.values()) if (s.clusterIP === text) return `Service ${s.namespace}/${s.name}`;
+    return text;
+  }
+
+  /**
+   * The flow log: one JSON line per connection event (new, denied), like Cilium's Hubble, with
+   * pods, namespaces, Service, backend and the policy verdict. Rate-limited by a token bucket, with
+   * the number suppressed reported on the next line that gets through.
+   */
+  private attachFlowLog(target: string, perSecond: number): void {
+    const out = target === '-' ? process.stdout : fs.createWriteStream(target, { flags: 'a' });
+    let tokens = perSecond, last = Date.now(), suppressed = 0;
+    const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
+    this.dp.onFlow = (event, proto, src, dst, sport, dport, svc, backend, detail) => {
+      const now = Date.now();
+      tokens = Math.min(perSecond, tokens + ((now - last) * perSecond) / 1000); last = now;
+      if (tokens < 1) { suppressed++; return; }
+      tokens--;
+      const who = (ip: number) => { const t = u32ToIp(ip); const p = [...this.pods.values()].find((x) => x.podIP === t); return p ? { ip: t, namespace: p.namespace, pod: p.name } : { ip: t, name: this.describe(ip) }; };
+      const rec: Record<string, unknown> = { time: new Date(now).toISOString(), node: this.self.name, event, protocol: protoName[proto] ?? proto, source: { ...who(src), port: sport }, destination: { ...who(dst), port: dport } };
+      if (svc >= 0) {
+        const spec = this.services.specs[svc];
+        rec.service = spec?.key;
+        if (backend >= 0) { const set = this.services.backends[svc]; rec.backend = { ip: u32ToIp(set.ips[backend]), port: set.ports[backend], pod: this.backendRefs.get(spec!.key)?.[backend] }; }
+      }
+      if (event === 'denied') {
+        if (detail) {
+          const local = detail === 'egress' ? src : dst;
+          rec.verdict = 'DENIED';
+          rec.reason = `NetworkPolicy isolates ${this.describe(local)} for ${detail} and no rule allows it`;
+          rec.policies = [...this.policies.values()].filter((p) => p.policyTypes.includes(detail === 'egress' ? 'Egress' : 'Ingress')).map((p) => `${p.namespace}/${p.name}`);
+        } else { rec.verdict = 'REJECTED'; rec.reason = 'Service has no ready endpoint'; }
+      } else {
+        rec.verdict = 'FORWARDED';
+        if (this.compiled) rec.policy = this.compiled.explain({ src: svc >= 0 && backend >= 0 ? src : src, dst: svc >= 0 && backend >= 0 ? this.services.backends[svc].ips[backend] : dst, proto, dport: svc >= 0 && backend >= 0 ? this.services.backends[svc].ports[backend] : dport });
+      }
+      if (suppressed) { rec.suppressedBefore = suppressed; suppressed = 0; }
+      out.write(JSON.stringify(rec) + '\n');
+    };
+  }
+
+  /**
+   * Trace real packets matching `filter` for at most `count` packets or `seconds`, and return the
+   * records. Only one session at a time.
+   */
+  async traceReal(filter: TraceFilter, count: number, seconds: number): Promise<TraceRecord[]> {
+    if (this.dp.trace) throw new Error('a trace is already running on this node');
+    const session = new TraceSession(this.self.name, filter, Math.min(count, 1000), Math.min(seconds, 300) * 1000);
+    this.dp.trace = session;
+    try {
+      while (!session.done && this.dp.trace === session) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      if (this.dp.trace === session) this.dp.trace = undefined;
+    }
+    return session.records;
+  }
+
+  private scratch?: { slab: FrameSlab; tx: TxQueue; ct: Conntrack; counters: Counters };
+
+  /**
+   * Follow a synthetic packet through the same stages without sending it (Open vSwitch's
+   * ofproto/trace): nothing is learned, chosen for good, tracked or counted. When the packet would
+   * leave for another node, the VXLAN datagram is returned so the trace can continue there.
+   */
+  injectSynthetic(req: { pod?: string; overlayFrom?: string; datagramHex?: string; dst?: string; proto?: number; dport?: number; sport?: number }): { records: TraceRecord[]; outputs: { port: number; label: string; bytes: number }[]; overlay?: { to: string; from: string; datagramHex: string } } {
+    if (this.dp.trace) throw new Error('a trace is running on this node; try again when it ends');
+    this.scratch ??= { slab: new FrameSlab(), tx: new TxQueue(256, 1024), ct: new Conntrack(64), counters: new Counters(1024) };
+    const { slab, tx } = this.scratch;
+    slab.reset(); tx.clear();
+    const session = new TraceSession(this.self.name, {}, 1, 10_000);
+    session.synthetic = true;
+    const saved = { ct: this.dp.ct, counters: (this.dp as unknown as { counters: Counters }).counters };
+    this.dp.ct = new Conntrack(64);
+    (this.dp as unknown as { counters: Counters }).counters = this.scratch.counters;
+    this.dp.dryRun = true; this.services.dryRun = true; this.dp.trace = session;
+    try {
+      const now = Date.now();
+      if (req.datagramHex !== undefined) {
+        const bytes = Buffer.from(req.datagramHex, 'hex');
+        slab.u8.set(bytes, slab.frameOffset(0)); slab.lens[0] = bytes.length; slab.srcAddrs[0] = ipToU32(req.overlayFrom ?? '0.0.0.0');
+        this.dp.processOverlayBatch(slab, 1, tx, now);
+      } else {
+        const st = this.local.get(req.pod ?? '');
+        if (!st) throw new Error(`no pod ${req.pod} on node ${this.self.name}`);
+        const len = this.buildSynthetic(slab, slab.frameOffset(0), st, req.dst ?? '', req.proto ?? IPPROTO_TCP, req.dport ?? 80, req.sport ?? 40000);
+        slab.lens[0] = len;
+        this.dp.processTapBatch(slab, st.port, 1, tx, now);
+      }
+    } finally {
+      this.dp.ct = saved.ct;
+      (this.dp as unknown as { counters: Counters }).counters = saved.counters;
+      this.dp.dryRun = false; this.services.dryRun = false; this.dp.trace = undefined;
+    }
+    const outputs: { port: number; label: string; bytes: number }[] = [];
+    let overlay: { to: string; from: string; datagramHex: string } | undefined;
+    for (let i = 0; i < tx.count; i++) {
+      outputs.push({ port: tx.port[i], label: this.ports.label[tx.port[i]], bytes: tx.len[i] });
+      if (tx.port[i] === OVERLAY_PORT && !overlay) {
+        // The datagram after the outer IPv4 (20) and UDP (8) headers: what the peer's socket reads.
+        overlay = { to: u32ToIp(tx.dstAddr[i]), from: this.self.internalIP, datagramHex: Buffer.from(slab.u8.subarray(tx.off[i] + 28, tx.off[i] + tx.len[i])).toString('hex') };
+      }
+    }
+    return { records: session.records, outputs, overlay };
+  }
+
+  /** The first packet a pod would send to dst (a TCP SYN, a UDP datagram or a ping). */
+  private buildSynthetic(slab: FrameSlab, off: number, st: PodState, dst: string, proto: number, dport: number, sport: number): number {
+    const dv = slab.dv, u8 = slab.u8, dstIp = ipToU32(dst), podIp = ipToU32(st.ip);
+    const sameSubnet = ((dstIp & this.routes.localMask) >>> 0) === this.routes.localNet && dstIp !== this.routes.gatewayIp;
+    const peer = sameSubnet ? this.routes.localPort(dstIp) : -1;
+    const dstMac = peer >= 0 ? { hi: this.ports.macHi[peer], lo: this.ports.macLo[peer] } : { hi: this.dp.cfg.routerMacHi, lo: this.dp.cfg.routerMacLo };
+    const mac = macFromIp(POD_MAC_PREFIX, podIp);
+    dv.setUint16(off, dstMac.hi); dv.setUint32(off + 2, dstMac.lo); dv.setUint16(off + 6, mac.hi); dv.setUint32(off + 8, mac.lo); dv.setUint16(off + 12, 0x0800);
+    const l4 = off + 14 + 20;
+    let l4len: number;
+    if (proto === IPPROTO_TCP) l4len = emitTcp({ srcPort: sport, dstPort: dport, seq: 1, ack: 0, flags: 0x02, window: 64240, urgent: 0, options: new Uint8Array(0), payload: new Uint8Array(0) }, u8, l4, podIp, dstIp);
+    else if (proto === IPPROTO_UDP) l4len = emitUdp({ srcPort: sport, dstPort: dport, payload: new TextEncoder().encode('podwire trace') }, u8, l4, podIp, dstIp);
+    else l4len = emitIcmp({ type: 8, code: 0, rest: (sport << 16) | 1, payload: new Uint8Array(8) }, u8, l4);
+    emitIpv4({ tos: 0, id: 1, flags: 0x4000, fragOffset: 0, ttl: 64, proto, src: st.ip, dst, options: new Uint8Array(0), payloadLen: l4len }, u8, off + 14);
+    return 14 + 20 + l4len;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Views and the admin socket.
   // ---------------------------------------------------------------------------------------------
 
@@ -703,6 +845,17 @@ export class Daemon {
           return { ok: true, result: this.compiled.explain({ src: ipToU32(r.src), dst: ipToU32(r.dst), proto: r.proto, dport: r.dport }) };
         }
         case 'ping': return { ok: true, result: 'pong' };
+        case 'trace': {
+          const r = req as unknown as { filter?: Record<string, string | number | boolean>; count?: number; seconds?: number };
+          const f = r.filter ?? {};
+          const filter: TraceFilter = {
+            ip: f.ip !== undefined ? ipToU32(String(f.ip)) : undefined, src: f.src !== undefined ? ipToU32(String(f.src)) : undefined,
+            dst: f.dst !== undefined ? ipToU32(String(f.dst)) : undefined, proto: f.proto !== undefined ? Number(f.proto) : undefined,
+            port: f.port !== undefined ? Number(f.port) : undefined, newOnly: f.newOnly === true, dropsOnly: f.dropsOnly === true,
+          };
+          return { ok: true, result: await this.traceReal(filter, r.count ?? 10, r.seconds ?? 10) };
+        }
+        case 'inject': return { ok: true, result: this.injectSynthetic(req as unknown as Parameters<Daemon['injectSynthetic']>[0]) };
         default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
       }
     } catch (e) {

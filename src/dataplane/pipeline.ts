@@ -23,7 +23,7 @@
  *   - forwarding never copies a frame: it queues (port, offset, length) on the TxQueue, and the
  *     daemon flushes each port with one batched write.
  */
-import { Drop } from '../wire/drop.ts';
+import { Drop, DROP_INFO } from '../wire/drop.ts';
 import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
 import { checkArp, ARP_OPER, ARP_REQUEST, ARP_REPLY, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA } from '../wire/arp.ts';
 import {
@@ -46,6 +46,9 @@ import { Counters } from './counters.ts';
 import { ServiceTable } from '../tables/services.ts';
 import { Conntrack, CtDir, CT_NAT_DNAT, CT_NAT_SNAT } from '../tables/conntrack.ts';
 import { CompiledPolicy, PolicyDir, PolicySide } from '../policy/compiler.ts';
+import { TraceSession } from './trace.ts';
+import { formatFrame } from '../wire/format.ts';
+import { LB_NAMES } from '../tables/services.ts';
 
 const TCP_SYN = 0x02, TCP_ACK_FLAG = 0x10, TCP_RST = 0x04;
 
@@ -84,6 +87,21 @@ export class Dataplane {
   policyGeneration = 1;
   /** Set when a policy check denies: the direction and the pod it protected (for flow logs). */
   lastDeniedDir = -1;
+  /**
+   * Tracing: a session while one is attached, and whether the frame in hand matched its filter.
+   * Every trace point is `if (this.tracing) ...`: nothing is formatted for other frames.
+   */
+  trace?: TraceSession;
+  tracing = false;
+  /** Names an address for traces (a pod, a node); supplied by the daemon. */
+  describe: (ip: number) => string = (ip) => u32(ip);
+  /** Called for connection events (new, denied), when a flow log is attached. */
+  onFlow?: (event: 'new' | 'denied', proto: number, src: number, dst: number, sport: number, dport: number, svc: number, backend: number, detail: string) => void;
+  /**
+   * Synthetic packets (`podwire trace inject`) run with dryRun set: nothing the pipeline learns or
+   * chooses is kept (no FDB learning, no round-robin advance, no conntrack entry).
+   */
+  dryRun = false;
   /** Largest inner IPv4 packet the overlay can carry: underlay MTU − 50. */
   overlayMtu: number;
   /** Pod ports, dense, for flooding (rebuilt by the control plane on attach/detach). */
@@ -129,10 +147,13 @@ export class Dataplane {
       c.rxPackets[inPort]++;
       if (len < 0) { c.drop(inPort, Drop.FrameTooLong); continue; }
       c.rxBytes[inPort] += len;
+      this.tracing = false;
+      if (this.trace !== undefined) this.traceStart(slab, inPort, off, len);
       const verdict = this.ports.kind[inPort] === PortKind.Pod
         ? this.fromPod(slab, inPort, off, len, tx)
         : this.fromHost(slab, off, len, tx);
       if (verdict !== Drop.None) c.drop(inPort, verdict);
+      if (this.tracing) this.traceEnd(verdict);
     }
   }
 
@@ -145,8 +166,11 @@ export class Dataplane {
       c.rxPackets[OVERLAY_PORT]++;
       if (len < 0) { c.drop(OVERLAY_PORT, Drop.VxlanTruncated); continue; }
       c.rxBytes[OVERLAY_PORT] += len;
+      this.tracing = false;
+      if (this.trace !== undefined) this.traceStart(slab, OVERLAY_PORT, slab.frameOffset(i) + VXLAN_HEADER_LEN, len - VXLAN_HEADER_LEN);
       const verdict = this.fromOverlay(slab, slab.frameOffset(i), len, slab.srcAddrs[i], tx);
       if (verdict !== Drop.None) c.drop(OVERLAY_PORT, verdict);
+      if (this.tracing) this.traceEnd(verdict);
     }
   }
 
@@ -173,7 +197,7 @@ export class Dataplane {
     if ((u8[off + 6] & 1) !== 0) return Drop.MulticastSrcMac;
     const srcHi = dv.getUint16(off + 6), srcLo = dv.getUint32(off + 8);
     if (srcHi !== ports.macHi[inPort] || srcLo !== ports.macLo[inPort]) return Drop.SpoofedSrcMac;
-    this.fdb.learn(srcHi, srcLo, inPort, this.nowMs);
+    if (!this.dryRun) this.fdb.learn(srcHi, srcLo, inPort, this.nowMs);
 
     const type = dv.getUint16(off + 12), l3 = off + ETH_HEADER_LEN, end = off + len;
     if (type === ETHERTYPE_ARP) {
@@ -193,7 +217,9 @@ export class Dataplane {
     const bad = checkIpv4(dv, u8, l3, end);
     if (bad !== Drop.None) return bad;
     if (dv.getUint32(l3 + IPV4_SRC) !== ports.ip[inPort]) return Drop.SpoofedSrcIp;
+    if (this.tracing) this.trace!.step('anti-spoof', `pod ${ports.label[inPort]}: source MAC and IP are its own`);
     if (dv.getUint16(off) === this.cfg.routerMacHi && dv.getUint32(off + 2) === this.cfg.routerMacLo) {
+      if (this.tracing) this.trace!.step('l2', 'to the gateway\'s router MAC: routed');
       return this.route(slab, inPort, off, tx, false);
     }
     // Bridged IPv4 between pods of this node still passes connection tracking, so that a reply
@@ -237,6 +263,7 @@ export class Dataplane {
     const bad = checkVxlan(dv, off, end, this.cfg.vni);
     if (bad !== Drop.None) return bad;
     this.counters.vxlanDecap++;
+    if (this.tracing) this.trace!.step('decap', `VXLAN VNI ${this.cfg.vni} from node ${this.routes.nodes[node]?.name ?? '?'} (${u32(srcAddr)}): member, header valid`);
     const inner = off + VXLAN_HEADER_LEN;
     if (dv.getUint16(inner) !== this.cfg.routerMacHi || dv.getUint32(inner + 2) !== this.cfg.routerMacLo) return Drop.VxlanBadInnerMac;
     if (dv.getUint16(inner + 12) !== ETHERTYPE_IPV4) return Drop.EthUnsupportedType;
@@ -254,6 +281,7 @@ export class Dataplane {
     const dv = slab.dv;
     if ((slab.u8[off] & 1) === 0) {
       const out = this.fdb.lookup(dv.getUint16(off), dv.getUint32(off + 2), this.nowMs);
+      if (this.tracing) this.trace!.step('bridge', out >= 0 ? `FDB hit: destination MAC on port ${out} (${this.ports.label[out]})` : 'FDB miss: flooded to the node\'s pods');
       if (out >= 0) {
         if (out === inPort) return Drop.L2Unicast;   // the destination is behind the input port
         if (!tx.push(out, off, len)) return Drop.TxQueueFull;
@@ -261,6 +289,7 @@ export class Dataplane {
       }
     }
     this.counters.floods++;
+    if (this.tracing && (slab.u8[off] & 1) !== 0) this.trace!.step('bridge', `broadcast/multicast: flooded to ${this.podPorts.length - 1} other pod(s)`);
     const pods = this.podPorts;
     for (let k = 0; k < pods.length; k++) {
       const p = pods[k];
@@ -279,6 +308,7 @@ export class Dataplane {
     dv.setUint16(l3 + ARP_SHA, cfg.routerMacHi); dv.setUint32(l3 + ARP_SHA + 2, cfg.routerMacLo);
     dv.setUint32(l3 + ARP_SPA, this.routes.gatewayIp);
     this.counters.localReplies++;
+    if (this.tracing) this.trace!.step('arp', `who-has ${u32(this.routes.gatewayIp)} (the gateway): answered with the router MAC`);
     if (!tx.push(inPort, off, ETH_HEADER_LEN + 28)) return Drop.TxQueueFull;
     return Drop.None;
   }
@@ -342,6 +372,7 @@ export class Dataplane {
     let idx = ct.lookup(proto, src, dst, sport, dport, now);
     if (idx >= 0) {
       const dir = ct.lastDir;
+      if (this.tracing) this.trace!.step('conntrack', `tracked connection #${idx}, ${dir === CtDir.Original ? 'original' : 'reply'} direction, ${CT_STATE_NAMES[ct.state[idx]] ?? ct.state[idx]}${ct.natFlags[idx] ? ', translated' : ''}`);
       if (this.policy !== undefined && ct.policy[idx] !== this.policyGeneration) {
         // Policy changed since this connection was allowed: judge it again, as its first packet
         // would be judged now (the translated original direction).
@@ -355,6 +386,7 @@ export class Dataplane {
       if (ct.natFlags[idx] !== 0) {
         if (dir === CtDir.Original) this.rewrite(dv, l3, ct.replyDst[idx], ct.replySrc[idx], ct.replyDport[idx], ct.replySport[idx]);
         else this.rewrite(dv, l3, ct.origDst[idx], ct.origSrc[idx], ct.origDport[idx], ct.origSport[idx]);
+        if (this.tracing) this.trace!.step('nat', `${dir === CtDir.Original ? 'as the first packet' : 'reverse'}: now ${u32(dv.getUint32(l3 + IPV4_SRC))}:${dv.getUint16(this.l4Off)} → ${u32(dv.getUint32(l3 + IPV4_DST))}:${dv.getUint16(this.l4Off + 2)}`);
       }
       return Drop.None;
     }
@@ -363,11 +395,15 @@ export class Dataplane {
     if (sp < 0) {
       // Not a Service: with NetworkPolicy in force, the first packet is classified and an allowed
       // connection tracked, so its later packets and its replies pass without a second look.
+      if (this.tracing) this.trace!.step('conntrack', 'no tracked connection: a new one');
+      if (this.trace !== undefined) this.trace.sawNewConnection = true;
       if (this.policy === undefined) return Drop.None;
-      if (!this.policyAllows(proto, src, dst, dport)) return Drop.PolicyDenied;
+      if (!this.policyAllows(proto, src, dst, dport)) { this.flow('denied', proto, src, dst, sport, dport, -1, -1); return Drop.PolicyDenied; }
+      if (this.dryRun) return Drop.None;
       idx = ct.create(proto, src, dst, sport, dport, dst, src, dport, sport, now);
       ct.policy[idx] = this.policyGeneration;
       ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
+      this.flow('new', proto, src, dst, sport, dport, -1, -1);
       return Drop.None;
     }
     if (svc === undefined) return Drop.None;
@@ -376,10 +412,19 @@ export class Dataplane {
     const external = inPort === HOST_PORT && src !== this.routes.selfUnderlayIp;
     const localOnly = (nodePort || external) && svc.externalLocal[sp] === 1;
     const hash = flowHash5(src, dst, proto, sport, dport);
+    if (this.trace !== undefined) this.trace.sawNewConnection = true;
+    const rrBefore = svc.rrCursor[sp];
     const k = svc.select(sp, src, sport, hash, now, localOnly);
+    if (this.dryRun) svc.undoSelect(sp, k, rrBefore);
     if (k < 0) {
+      if (this.tracing) this.trace!.step('service', `${svc.specs[sp]!.key}: no ${localOnly ? 'local ' : ''}ready endpoint: rejected (${proto === IPPROTO_TCP ? 'TCP RST' : 'ICMP port unreachable'})`);
+      this.flow('denied', proto, src, dst, sport, dport, sp, -1);
       this.reject(slab, inPort, off, tx);
       return Drop.ServiceNoEndpoints;
+    }
+    if (this.tracing) {
+      const set = svc.backends[sp], n = localOnly ? set.local.length : set.ips.length;
+      this.trace!.step('service', `${svc.specs[sp]!.key}${nodePort ? ' (NodePort)' : ''}: ${LB_NAMES[svc.algorithm[sp]]}${svc.algorithm[sp] === 0 ? ` position ${rrBefore % n}` : ''} of ${n}${localOnly ? ' local' : ''} backend(s)${svc.lastAffinityHit ? ', session affinity hit' : ''} → ${u32(set.ips[k])}:${set.ports[k]} (${this.describe(set.ips[k])})`);
     }
     const set = svc.backends[sp], bip = set.ips[k], bport = set.ports[k];
     // Source NAT: a pod reaching itself through its Service (hairpin) would see its own address as
@@ -387,14 +432,17 @@ export class Dataplane {
     const snat = bip === src || ((nodePort || external) && !localOnly);
     const natSrc = snat ? this.routes.gatewayIp : src;
     const natSport = snat ? this.freeSnatPort(proto, bip, bport, natSrc, sport) : sport;
+    if (this.tracing) this.trace!.step('nat', `DNAT ${u32(dst)}:${dport} → ${u32(bip)}:${bport}${snat ? `; SNAT ${u32(src)}:${sport} → ${u32(natSrc)}:${natSport} (${bip === src ? 'hairpin' : 'from outside the cluster'})` : ''}`);
     // Policy sees the translated packet, as kube-proxy plus a CNI plugin would.
-    if (this.policy !== undefined && !this.policyAllows(proto, natSrc, bip, bport)) return Drop.PolicyDenied;
+    if (this.policy !== undefined && !this.policyAllows(proto, natSrc, bip, bport)) { this.flow('denied', proto, src, dst, sport, dport, sp, k); return Drop.PolicyDenied; }
+    if (this.dryRun) { this.rewrite(dv, l3, natSrc, bip, natSport, bport); return Drop.None; }
     idx = ct.create(proto, src, dst, sport, dport, bip, natSrc, bport, natSport, now);
     ct.natFlags[idx] = CT_NAT_DNAT | (snat ? CT_NAT_SNAT : 0);
     ct.policy[idx] = this.policyGeneration;
     ct.service[idx] = sp; ct.backend[idx] = k;
     ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
     this.rewrite(dv, l3, natSrc, bip, natSport, bport);
+    this.flow('new', proto, src, dst, sport, dport, sp, k);
     return Drop.None;
   }
 
@@ -405,15 +453,70 @@ export class Dataplane {
    */
   private policyAllows(proto: number, src: number, dst: number, dport: number): boolean {
     const pol = this.policy!;
-    if (this.routes.localPort(src) >= 0 && pol.classifyDirection(PolicyDir.Egress, src, dst, proto, dport) === PolicySide.Denied) {
-      this.lastDeniedDir = PolicyDir.Egress;
-      return false;
+    // Traffic this node source-translated to its gateway address is the node's own traffic.
+    if (src === this.routes.gatewayIp) src = this.routes.selfUnderlayIp;
+    if (this.routes.localPort(src) >= 0) {
+      const side = pol.classifyDirection(PolicyDir.Egress, src, dst, proto, dport);
+      if (this.tracing) this.trace!.step('policy', `egress of ${this.describe(src)}: ${this.sideText(side, pol.lastEgressRule)}`);
+      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Egress; return false; }
     }
-    if (this.routes.localPort(dst) >= 0 && pol.classifyDirection(PolicyDir.Ingress, dst, src, proto, dport) === PolicySide.Denied) {
-      this.lastDeniedDir = PolicyDir.Ingress;
-      return false;
+    if (this.routes.localPort(dst) >= 0) {
+      const side = pol.classifyDirection(PolicyDir.Ingress, dst, src, proto, dport);
+      if (this.tracing) this.trace!.step('policy', `ingress of ${this.describe(dst)}: ${this.sideText(side, pol.lastIngressRule)}`);
+      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Ingress; return false; }
     }
     return true;
+  }
+
+  /** A policy decision in words: which NetworkPolicy and rule, or isolation with no match. */
+  private sideText(side: number, rule: number): string {
+    switch (side) {
+      case PolicySide.NotIsolated: return 'not isolated (no NetworkPolicy selects it in this direction): allowed';
+      case PolicySide.AllowedOwnNode: return 'its own node: always allowed';
+      case PolicySide.AllowedSelf: return 'itself: always allowed';
+      case PolicySide.AllowedByRule: {
+        const info = this.policy!.ruleInfo(rule);
+        return `allowed by NetworkPolicy ${info.namespace}/${info.name} ${info.direction.toLowerCase()} rule ${info.ruleIndex}`;
+      }
+      case PolicySide.Denied: return 'isolated by NetworkPolicy and no rule allows it: denied';
+      default: return 'not a pod';
+    }
+  }
+
+  /** Report a connection event to the flow log, if one is attached (once per connection, never per packet). */
+  private flow(event: 'new' | 'denied', proto: number, src: number, dst: number, sport: number, dport: number, svc: number, backend: number): void {
+    if (this.onFlow === undefined || this.dryRun) return;
+    let detail = '';
+    if (event === 'denied' && this.policy !== undefined && this.lastDeniedDir >= 0) {
+      detail = this.lastDeniedDir === PolicyDir.Egress ? 'egress' : 'ingress';
+    }
+    this.onFlow(event, proto, src, dst, sport, dport, svc, backend, detail);
+  }
+
+  /** Begin tracing this frame if it matches the session's filter (only called while one is attached). */
+  private traceStart(slab: FrameSlab, inPort: number, off: number, len: number): void {
+    const t = this.trace!;
+    if (t.done || t.current !== undefined) return;
+    const dv = slab.dv, end = off + len;
+    let src = 0, dst = 0, proto = 0, sport = 0, dport = 0;
+    if (len >= 34 && dv.getUint16(off + 12) === ETHERTYPE_IPV4) {
+      const l3 = off + 14, ihl = (dv.getUint8(l3) & 0x0f) << 2;
+      src = dv.getUint32(l3 + 12); dst = dv.getUint32(l3 + 16); proto = dv.getUint8(l3 + 9);
+      if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && l3 + ihl + 4 <= end) { sport = dv.getUint16(l3 + ihl); dport = dv.getUint16(l3 + ihl + 2); }
+    } else if (len >= 42 && dv.getUint16(off + 12) === ETHERTYPE_ARP) {
+      src = dv.getUint32(off + 14 + ARP_SPA); dst = dv.getUint32(off + 14 + ARP_TPA);
+    }
+    if (!t.matches(inPort, src, dst, proto, sport, dport)) return;
+    this.tracing = true;
+    t.begin(`port ${inPort} (${this.ports.label[inPort] || '?'})`, len > 0 ? formatFrame(slab.u8, off, end, false) : 'empty frame');
+  }
+
+  private traceEnd(verdict: number): void {
+    const t = this.trace!;
+    const dropped = verdict !== Drop.None && verdict !== Drop.LocalDelivered;
+    t.end(verdict === Drop.None ? 'forwarded' : verdict === Drop.LocalDelivered ? 'answered by the daemon' : `dropped: ${DROP_INFO[verdict].label} (${DROP_INFO[verdict].meaning})`, dropped);
+    this.tracing = false;
+    if (t.done && !t.synthetic) this.trace = undefined;
   }
 
   /** A source port for SNAT to `natSrc` whose reply tuple is not already in use. */
@@ -538,9 +641,13 @@ export class Dataplane {
     const totalLen = dv.getUint16(l3 + 2);
     const frameLen = ETH_HEADER_LEN + totalLen;   // drops any Ethernet padding
     const r = routes.lookup(dst);
-    if (r === Route.Gateway) return this.toGateway(slab, inPort, off, tx);
+    if (r === Route.Gateway) {
+      if (this.tracing) this.trace!.step('route', `${u32(dst)} is the gateway: answered by the daemon`);
+      return this.toGateway(slab, inPort, off, tx);
+    }
     if (!originated) {
       if (dv.getUint8(l3 + IPV4_TTL) <= 1) {
+        if (this.tracing) this.trace!.step('ttl', 'TTL 1 would reach 0: ICMP time exceeded sent back');
         this.icmpError(slab, inPort, off, ICMP_TIME_EXCEEDED, 0, 0, tx);
         return Drop.TtlExceeded;
       }
@@ -548,19 +655,23 @@ export class Dataplane {
     switch (r) {
       case Route.LocalPod: {
         const out = routes.resultPort;
+        if (this.tracing) this.trace!.step('route', `${u32(dst)} is local pod ${this.ports.label[out]} (port ${out})`);
         if (!originated) ipv4DecrementTtl(dv, l3);
         this.setMacs(dv, off, this.ports.macHi[out], this.ports.macLo[out]);
         return tx.push(out, off, frameLen) ? Drop.None : Drop.TxQueueFull;
       }
       case Route.Host: {
         if (inPort === HOST_PORT) return Drop.NoRoute;   // never hand a packet back to the node that sent it
+        if (this.tracing) this.trace!.step('route', `${u32(dst)}: this node or outside the cluster → the node's kernel (host port)`);
         if (!originated) ipv4DecrementTtl(dv, l3);
         this.setMacs(dv, off, this.cfg.hostMacHi, this.cfg.hostMacLo);
         return tx.push(HOST_PORT, off, frameLen) ? Drop.None : Drop.TxQueueFull;
       }
       case Route.RemoteNode: {
         if (inPort === OVERLAY_PORT) return Drop.NoRoute;   // no transit between nodes
+        if (this.tracing) this.trace!.step('route', `${u32(dst)} → node ${routes.nodes[routes.resultNode]?.name} via its VTEP ${u32(routes.nodeUnderlay[routes.resultNode])}`);
         if (totalLen > this.overlayMtu) {
+          if (this.tracing) this.trace!.step('mtu', `packet ${totalLen} B > overlay MTU ${this.overlayMtu} B${(dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0 ? ' with DF: ICMP fragmentation-needed (mtu ' + this.overlayMtu + ') sent back' : ''}`);
           // RFC 1191: tell the sender the MTU of the next hop so TCP can shrink its segments.
           if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0) {
             this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_FRAG_NEEDED, this.overlayMtu, tx);
@@ -571,9 +682,11 @@ export class Dataplane {
         return this.encapsulate(slab, off, frameLen, routes.resultNode, tx);
       }
       case Route.HostUnreachable:
+        if (this.tracing) this.trace!.step('route', `${u32(dst)} is in this node's pod CIDR but no pod has it: ICMP host unreachable`);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_HOST_UNREACH, 0, tx);
         return Drop.HostUnreachable;
       default:
+        if (this.tracing) this.trace!.step('route', `${u32(dst)}: no route (cluster CIDR, no node owns it): ICMP net unreachable`);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_NET_UNREACH, 0, tx);
         return Drop.NoRoute;
     }
@@ -623,6 +736,7 @@ export class Dataplane {
     dv.setUint32(o + 28, 0x08000000);
     dv.setUint32(o + 32, (this.cfg.vni << 8) >>> 0);
     this.counters.vxlanEncap++;
+    if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)}:${dv.getUint16(o + 20)} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort}, inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}, ${underlayLen} B ≤ underlay MTU ${this.cfg.underlayMtu}`);
     return tx.push(OVERLAY_PORT, o, underlayLen, routes.nodeUnderlay[node]) ? Drop.None : Drop.TxQueueFull;
   }
 
@@ -697,6 +811,13 @@ export class Dataplane {
     this.route(slab, SELF, g, tx, true);
   }
 }
+
+/** Dotted quad, for traces. */
+function u32(ip: number): string { return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`; }
+function macText(hi: number, lo: number): string {
+  return [hi >>> 8, hi & 0xff, lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+const CT_STATE_NAMES = ['NEW', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'UDP_UNREPLIED', 'UDP_REPLIED', 'ICMP_UNREPLIED', 'ICMP_REPLIED'];
 
 /** Frames read per device per wake-up. */
 export const FRAMES_PER_READ = BATCH_MAX;

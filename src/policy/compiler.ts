@@ -62,9 +62,10 @@
  * -----------------------------
  * For each identity L and direction (egress, ingress) in which L is isolated, a U32Map maps a
  * remote class to a port set. A table is a function of the policies that apply to L (and, for
- * ingress named ports, of L's own numbering), so identities alike in those share one table. Key 0 is the wildcard, Cilium's "identity 0 = L4-only": it holds
- * what rules with no peers ("all sources/destinations", pods or not) allow. Classification
- * probes the remote's class and then the wildcard:
+ * ingress named ports, of L's own numbering), so identities alike in those share one table.
+ * Key 0 is the wildcard, Cilium's "identity 0 = L4-only": it holds what rules with no peers
+ * ("all sources/destinations", pods or not) allow. Classification probes the remote's class and
+ * then the wildcard:
  *
  *   rule = min(portRule(table[L][rc]), portRule(table[L][0]))      (-1 when neither matches)
  *
@@ -93,8 +94,14 @@
  * most 4 reads, only for a non-pod remote), two table lookups, and at most 3 reads per port set.
  * None of it depends on the number of pods, identities or policies (hash lookups are expected
  * O(1) at the U32Map's 3/4 load limit). `probes` counts these reads so tests can assert it.
- * Nothing allocates: the answer is a small integer code, and the deciding rule ids are left in
- * `lastEgressRule` / `lastIngressRule`.
+ * Nothing allocates: the answer is a small integer code, the deciding rule ids are left in
+ * `lastEgressRule` / `lastIngressRule`, and addresses travel as int32 (a u32 at or above
+ * 128.0.0.0 is not a small integer to V8 and would be boxed when passed to a call). Measured:
+ * no garbage collection during 10M classifications, about 26 ns each for both directions.
+ *
+ * Compile cost is what grows instead: every (identity, remote class) pair a rule relates is a
+ * table entry, as in Cilium's per-endpoint policy maps. Shared tables and hash-consed port sets
+ * keep that down; a 1000-policy, 2000-pod, 1000-identity cluster compiles in about a second.
  *
  * Exactness and rejection
  * -----------------------

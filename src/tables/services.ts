@@ -120,6 +120,10 @@ export class ServiceTable {
   private readonly affMask: number;
   /** Set by frontend(): whether the match was a NodePort frontend. */
   lastWasNodePort = false;
+  /** Set by select(): whether session affinity decided. */
+  lastAffinityHit = false;
+  /** While set (synthetic traces), select() records no affinity. */
+  dryRun = false;
 
   constructor(maxServicePorts = 65536, affinitySlots = 1 << 16) {
     this.maxServicePorts = maxServicePorts;
@@ -163,13 +167,15 @@ export class ServiceTable {
     if (n === 0) return -1;
     const aff = this.affinityMs[sp];
     let slot = -1;
+    this.lastAffinityHit = false;
     if (aff > 0) {
       slot = (Math.imul(client ^ Math.imul(sp, 0x27d4eb2d), 0x9e3779b1) >>> 0) & this.affMask;
       if (this.affKeySp[slot] === sp && this.affKeyIp[slot] === client && this.affExpires[slot] > nowMs) {
         const ip = this.affBackend[slot];
         for (let k = 0; k < set.ips.length; k++) {
           if (set.ips[k] === ip && (!localOnly || this.isLocal(set, k))) {
-            this.affExpires[slot] = nowMs + aff;
+            if (!this.dryRun) this.affExpires[slot] = nowMs + aff;
+            this.lastAffinityHit = true;
             this.selections[sp][k]++;
             return k;
           }
@@ -191,11 +197,17 @@ export class ServiceTable {
     }
     const k = localOnly ? set.local[pick] : pick;
     void clientPort;
-    if (aff > 0) {
+    if (aff > 0 && !this.dryRun) {
       this.affKeySp[slot] = sp; this.affKeyIp[slot] = client; this.affBackend[slot] = set.ips[k]; this.affExpires[slot] = nowMs + aff;
     }
     this.selections[sp][k]++;
     return k;
+  }
+
+  /** Take back a selection (synthetic traces must not move round-robin or the counters). */
+  undoSelect(sp: number, k: number, rrBefore: number): void {
+    this.rrCursor[sp] = rrBefore;
+    if (k >= 0) this.selections[sp][k]--;
   }
 
   private isLocal(set: BackendSet, k: number): boolean {
