@@ -7,6 +7,8 @@
  *   podwire lab exec POD -- COMMAND...                    run a command inside a pod's namespace
  *   podwire lab show counters|fdb|services|conntrack|policy|status [NODE]   a daemon's tables
  *   podwire policy explain FROM TO PORT/PROTO             the static NetworkPolicy verdict and its reasons
+ *   podwire trace [--pod P|--ip IP] [--proto P] [--port N] [--new] [--drops] [--count N] [--seconds S]
+ *   podwire trace inject --from POD --to POD|IP [--proto P] [--port N]
  *   podwire apply -f FILE --socket PATH                   talk to one daemon directly
  *   podwire show status|counters|fdb --socket PATH
  */
@@ -17,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { daemonMain } from '../daemon/main.ts';
 import { adminRequest } from '../daemon/client.ts';
 import { labUp, labDown, loadLab, listLabs, labApply, labPods, findPod, probeTcp, type LabState, type LabPod } from '../lab/lab.ts';
+import { formatTrace, type TraceRecord } from '../dataplane/trace.ts';
 
 function readManifestArgs(files: string[] | undefined): { text: string; source: string }[] {
   const out: { text: string; source: string }[] = [];
@@ -177,6 +180,59 @@ async function lab(argv: string[]): Promise<number> {
   }
 }
 
+const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, sctp: 132, icmp: 1 };
+
+/**
+ * podwire trace [--pod P | --ip IP] [--proto P] [--port N] [--new] [--drops] [--count N] [--seconds S]
+ *   follows real packets on every node at once and prints each node's stages in time order;
+ * podwire trace inject --from POD --to POD|IP [--proto P] [--port N]
+ *   follows a synthetic first packet through the stages without sending it, node after node.
+ */
+async function trace(argv: string[]): Promise<number> {
+  const inject = argv[0] === 'inject';
+  const { values } = parseArgs({
+    args: inject ? argv.slice(1) : argv,
+    options: {
+      name: { type: 'string' }, pod: { type: 'string' }, ip: { type: 'string' }, proto: { type: 'string' }, port: { type: 'string' },
+      new: { type: 'boolean' }, drops: { type: 'boolean' }, count: { type: 'string' }, seconds: { type: 'string' },
+      from: { type: 'string' }, to: { type: 'string' }, json: { type: 'boolean' },
+    },
+  });
+  const s = loadLab(values.name);
+  const nodes = s.nodes.filter((n) => n.overlay === 'podwire');
+  const proto = values.proto ? PROTO_NUM[values.proto.toLowerCase()] : undefined;
+  if (values.proto && proto === undefined) throw new Error(`--proto ${values.proto}: tcp, udp, sctp or icmp`);
+  const print = (records: TraceRecord[]) => {
+    if (values.json) console.log(JSON.stringify(records, null, 2));
+    else for (const r of records) console.log(formatTrace(r) + '\n');
+  };
+  if (inject) {
+    if (!values.from || !values.to) throw new Error('usage: podwire trace inject --from POD --to POD|IP [--proto tcp|udp|icmp] [--port N]');
+    const from = await findPod(s, values.from);
+    const to = /^\d+\.\d+\.\d+\.\d+$/.test(values.to) ? values.to : (await findPod(s, values.to)).ip;
+    type Res = { records: TraceRecord[]; overlay?: { to: string; from: string; datagramHex: string } };
+    const node = s.nodes.find((n) => n.name === from.node)!;
+    let res = await adminRequest<Res>(node.socket, { op: 'inject', pod: `${from.namespace}/${from.name}`, dst: to, proto: proto ?? 6, dport: Number(values.port ?? 80) });
+    print(res.records);
+    // Continue on the receiving node, as the VXLAN datagram would arrive there.
+    for (let hop = 0; res.overlay && hop < 4; hop++) {
+      const next = s.nodes.find((n) => n.underlayIp === res.overlay!.to);
+      if (!next || next.overlay !== 'podwire') { console.log(`(continues on ${res.overlay.to}, which is not a podwire node)`); break; }
+      res = await adminRequest<Res>(next.socket, { op: 'inject', overlayFrom: res.overlay.from, datagramHex: res.overlay.datagramHex });
+      print(res.records);
+    }
+    return 0;
+  }
+  const ip = values.ip ?? (values.pod ? (await findPod(s, values.pod)).ip : undefined);
+  const filter = { ip, proto, port: values.port ? Number(values.port) : undefined, newOnly: values.new ?? false, dropsOnly: values.drops ?? false };
+  const count = Number(values.count ?? 10), seconds = Number(values.seconds ?? 10);
+  console.error(`tracing ${JSON.stringify(filter)} on ${nodes.map((n) => n.name).join(', ')} for up to ${count} packet(s) per node or ${seconds} s…`);
+  const all = (await Promise.all(nodes.map((n) => adminRequest<TraceRecord[]>(n.socket, { op: 'trace', filter, count, seconds }, (seconds + 5) * 1000)))).flat();
+  all.sort((a, b) => a.timeUs - b.timeUs);
+  print(all);
+  return 0;
+}
+
 function normalizeKey(k: string): string {
   const [kind, ...rest] = k.split('/');
   const norm = { pod: 'Pod', pods: 'Pod', node: 'Node', nodes: 'Node', namespace: 'Namespace', ns: 'Namespace' }[kind.toLowerCase()] ?? kind;
@@ -188,6 +244,7 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'daemon': await daemonMain(argv.slice(1)); return -1;
     case 'lab': return lab(argv.slice(1));
+    case 'trace': return trace(argv.slice(1));
     case 'policy':
       if (argv[1] !== 'explain') throw new Error('usage: podwire policy explain FROM TO PORT/PROTO');
       return lab(['explain', ...argv.slice(2)]);

@@ -123,7 +123,16 @@ export class ServiceAllocator {
         out.clusterIP = held ?? this.freeIp();
       }
     }
+    // Ports pinned in this request are reserved first, so an automatically allocated port never
+    // takes a number a later port of the same Service asks for.
     const taken = new Set<string>();
+    out.ports.forEach((p, i) => {
+      if (s.type !== 'NodePort' || p.nodePort === undefined) return;
+      const k = `${p.nodePort}/${p.protocol}`;
+      if (taken.has(k)) throw new Error(`${ref}: spec.ports[${i}].nodePort: ${k} is used by another port of this Service`);
+      taken.add(k);
+    });
+    const pinned = new Set(taken);
     out.ports.forEach((p, i) => {
       if (s.type !== 'NodePort') return;
       const field = `spec.ports[${i}].nodePort`;
@@ -135,7 +144,7 @@ export class ServiceAllocator {
         const held = [...this.nodePorts.entries()].find(([k, v]) => v === me && k.endsWith(`/${p.protocol}`) && !taken.has(k))?.[0];
         p.nodePort = held ? Number(held.split('/')[0]) : this.freeNodePort(p.protocol, taken);
       }
-      taken.add(`${p.nodePort}/${p.protocol}`);
+      if (!pinned.has(`${p.nodePort}/${p.protocol}`)) taken.add(`${p.nodePort}/${p.protocol}`);
     });
     return out;
   }

@@ -457,11 +457,34 @@ export class Daemon {
       const sp = this.services.upsert(c.spec);
       const local: number[] = [];
       c.backends.forEach((b, i) => { if (b.local) local.push(i); });
+      const before = this.services.backends[sp];
       this.services.setBackends(sp, c.backends.map((b) => b.ip), c.backends.map((b) => b.port), local);
+      this.flushRemovedUdpBackends(sp, before.ips, before.ports);
       this.backendRefs.set(c.spec.key, c.backends.map((b) => b.ref));
     }
     for (const spec of this.services.specs) if (spec && !keep.has(spec.key)) { this.services.remove(spec.key); this.backendRefs.delete(spec.key); }
   }
+  /**
+   * UDP has no end: a client that keeps sending would stay bound to a backend that is gone. As
+   * kube-proxy does, forget the UDP connections of a service port whose backend was removed, so
+   * the next datagram picks a live one. (TCP connections end by themselves.)
+   */
+  private flushRemovedUdpBackends(sp: number, oldIps: Uint32Array, oldPorts: Uint16Array): void {
+    const set = this.services.backends[sp];
+    const gone: string[] = [];
+    for (let k = 0; k < oldIps.length; k++) {
+      let kept = false;
+      for (let j = 0; j < set.ips.length; j++) if (set.ips[j] === oldIps[k] && set.ports[j] === oldPorts[k]) kept = true;
+      if (!kept) gone.push(`${u32ToIp(oldIps[k])}:${oldPorts[k]}`);
+    }
+    if (gone.length === 0) return;
+    const ct = this.ct;
+    for (const e of ct.entries(Date.now())) {
+      const i = e.index;
+      if (ct.proto[i] === IPPROTO_UDP && ct.service[i] === sp && gone.includes(`${u32ToIp(ct.replySrc[i])}:${ct.replySport[i]}`)) ct.delete(i);
+    }
+  }
+
   /** Which pod (or address) each backend of a service port is, for views. */
   private readonly backendRefs = new Map<string, string[]>();
 

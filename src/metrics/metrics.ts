@@ -188,11 +188,9 @@ type HistogramExport = Awaited<ReturnType<prom.Histogram<string>['get']>>;
 
 export class Metrics {
   readonly registry: prom.Registry;
-  private readonly src: MetricsSource;
   private server: http.Server | null = null;
 
   constructor(src: MetricsSource) {
-    this.src = src;
     const r = this.registry = new prom.Registry();
     prom.collectDefaultMetrics({ register: r, prefix: 'podwire_' });
     const c = src.counters;

@@ -239,7 +239,10 @@ export class ServiceTable {
     if (spec.vip !== 0 && !this.frontends.set(spec.vip, pp, sp)) throw new Error('frontend table full');
     for (const ip of spec.externalIps) if (!this.frontends.set(ip, pp, sp)) throw new Error('frontend table full');
     if (spec.nodePort) this.frontends.set(0, (spec.proto << 16) | spec.nodePort, sp);
-    if (this.backends[sp].maglev === undefined && spec.algorithm === LbAlgorithm.Maglev) this.setBackends(sp, [...this.backends[sp].ips], [...this.backends[sp].ports], []);
+    if (this.backends[sp].maglev === undefined && spec.algorithm === LbAlgorithm.Maglev) {
+      const b = this.backends[sp];
+      this.setBackends(sp, [...b.ips], [...b.ports], [...b.local]);
+    }
     return sp;
   }
 

@@ -28,7 +28,9 @@
  * Blocked probes must be silent drops (timeouts), not refusals.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { TestLab } from './harness.ts';
+import * as path from 'node:path';
+import { spawn } from 'node:child_process';
+import { TestLab, TOOLS } from './harness.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
 import type { LabPod } from '../../src/lab/lab.ts';
 import { probeMatrix, expectedMatrix, formatMatrix, matrixMismatches, podKey, probeKey, type Matrix, type MatrixProbe } from '../../src/lab/matrix.ts';
@@ -137,6 +139,32 @@ async function check(title: string, probes: MatrixProbe[], want: Matrix): Promis
 async function scenario(keys: string[], yaml: string, body: () => Promise<void>): Promise<void> {
   await lab.apply(yaml);
   try { await body(); } finally { await deletePolicies(keys); }
+}
+
+/** A TCP connection held open from one pod to another; `echo()` sends a line and says if it came back. */
+async function holdConnection(from: string, to: string, port: number): Promise<{ echo: () => Promise<string>; close: () => void }> {
+  const src = pods.find((p) => podKey(p) === from)!, dst = pods.find((p) => podKey(p) === to)!;
+  const child = spawn('ip', ['netns', 'exec', src.netns, process.execPath, path.join(TOOLS, 'hold-conn.mjs'), dst.ip, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  const waiters: ((l: string) => void)[] = [];
+  let buf = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) { const l = buf.slice(0, nl); buf = buf.slice(nl + 1); const w = waiters.shift(); if (w) w(l); else lines.push(l); }
+  });
+  const next = () => new Promise<string>((resolve, reject) => {
+    if (lines.length) { resolve(lines.shift()!); return; }
+    const t = setTimeout(() => reject(new Error(`hold-conn ${from} → ${to}: no answer`)), 5000);
+    waiters.push((l) => { clearTimeout(t); resolve(l); });
+  });
+  const greeting = await next();
+  if (greeting !== `greeting ${dst.name}`) { child.kill('SIGKILL'); throw new Error(`hold-conn ${from} → ${to}: ${greeting}`); }
+  return {
+    echo: () => { child.stdin!.write('\n'); return next(); },
+    close: () => { child.stdin!.end(); child.kill('SIGKILL'); },
+  };
 }
 
 const sel = (labels: Record<string, string>) => ({ matchLabels: labels });
@@ -292,6 +320,24 @@ describe('NetworkPolicy scenarios', () => {
     });
     expect(lab.s.nodes.map((n) => n.pid)).toEqual(daemonPids);
     for (const pid of daemonPids) expect(() => process.kill(pid, 0)).not.toThrow();
+  });
+
+  it('connections established before a deny are cut when the policy arrives (ingress and egress sides)', async () => {
+    // y/a (node2) → x/a (node1) is cut by x/a's new ingress isolation, judged on node1;
+    // x/b (node2) → y/b (node1) by x's new egress isolation, judged on node2.
+    const inbound = await holdConnection('y/a', 'x/a', 80);
+    const outbound = await holdConnection('x/b', 'y/b', 80);
+    try {
+      expect(await inbound.echo()).toBe('echo ok');
+      expect(await outbound.echo()).toBe('echo ok');
+      await scenario(['x/a-deny-in', 'x/deny-out'], [
+        netpol('x', 'a-deny-in', { podSelector: sel({ pod: 'a' }), policyTypes: ['Ingress'] }),
+        netpol('x', 'deny-out', { podSelector: {}, policyTypes: ['Egress'] }),
+      ].join(''), async () => {
+        expect(await inbound.echo()).toBe('echo timeout');
+        expect(await outbound.echo()).toBe('echo timeout');
+      });
+    } finally { inbound.close(); outbound.close(); }
   });
 
   it('with every policy deleted, everything reaches everything again', async () => {
