@@ -647,7 +647,7 @@ export class Dataplane {
     }
     if (!originated) {
       if (dv.getUint8(l3 + IPV4_TTL) <= 1) {
-        if (this.tracing) this.trace!.step('ttl', 'TTL 1 would reach 0: ICMP time exceeded sent back');
+        if (this.tracing) this.trace!.step('ttl', 'TTL 1 would reach 0');
         this.icmpError(slab, inPort, off, ICMP_TIME_EXCEEDED, 0, 0, tx);
         return Drop.TtlExceeded;
       }
@@ -671,7 +671,7 @@ export class Dataplane {
         if (inPort === OVERLAY_PORT) return Drop.NoRoute;   // no transit between nodes
         if (this.tracing) this.trace!.step('route', `${u32(dst)} → node ${routes.nodes[routes.resultNode]?.name} via its VTEP ${u32(routes.nodeUnderlay[routes.resultNode])}`);
         if (totalLen > this.overlayMtu) {
-          if (this.tracing) this.trace!.step('mtu', `packet ${totalLen} B > overlay MTU ${this.overlayMtu} B${(dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0 ? ' with DF: ICMP fragmentation-needed (mtu ' + this.overlayMtu + ') sent back' : ''}`);
+          if (this.tracing) this.trace!.step('mtu', `packet ${totalLen} B > overlay MTU ${this.overlayMtu} B${(dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0 ? ' with DF set' : ' without DF'}`);
           // RFC 1191: tell the sender the MTU of the next hop so TCP can shrink its segments.
           if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0) {
             this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_FRAG_NEEDED, this.overlayMtu, tx);
@@ -682,11 +682,11 @@ export class Dataplane {
         return this.encapsulate(slab, off, frameLen, routes.resultNode, tx);
       }
       case Route.HostUnreachable:
-        if (this.tracing) this.trace!.step('route', `${u32(dst)} is in this node's pod CIDR but no pod has it: ICMP host unreachable`);
+        if (this.tracing) this.trace!.step('route', `${u32(dst)} is in this node's pod CIDR but no pod has it`);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_HOST_UNREACH, 0, tx);
         return Drop.HostUnreachable;
       default:
-        if (this.tracing) this.trace!.step('route', `${u32(dst)}: no route (cluster CIDR, no node owns it): ICMP net unreachable`);
+        if (this.tracing) this.trace!.step('route', `${u32(dst)}: no route (in the cluster CIDR, but no node owns it)`);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_NET_UNREACH, 0, tx);
         return Drop.NoRoute;
     }
@@ -808,7 +808,12 @@ export class Dataplane {
     u8.copyWithin(gicmp + ICMP_HEADER_LEN, l3, l3 + quoteLen);
     dv.setUint16(gicmp + 2, internetChecksum(u8, gicmp, ICMP_HEADER_LEN + quoteLen));
     this.counters.icmpErrorsSent++;
+    // The error is routed like any packet, but its own route is not part of this packet's story.
+    const tracing = this.tracing;
+    if (tracing) this.trace!.step('icmp', `sent ICMP type ${type} code ${code}${mtu ? ` (next-hop MTU ${mtu})` : ''} to ${u32(src)}`);
+    this.tracing = false;
     this.route(slab, SELF, g, tx, true);
+    this.tracing = tracing;
   }
 }
 

@@ -62,7 +62,7 @@ export class PcapWriter {
   readonly linkType: number;
   /** Packets accepted into the capture. */
   packets = 0;
-  /** Packets lost because both buffers were busy (the file write could not keep up). */
+  /** Packets lost because both buffers were busy (the file write could not keep up), or out of bounds. */
   dropped = 0;
   /** Bytes accepted into the file so far, global header included. */
   bytes = 0;
@@ -136,6 +136,7 @@ export class PcapWriter {
    */
   write(u8: Uint8Array, off: number, len: number, tsMs?: number): boolean {
     if (this.limited || this.closed || this.error !== null) return false;
+    if (!(len >= 0 && off >= 0 && off + len <= u8.length)) { this.dropped++; return true; }   // a caller bug: never throw here
     const incl = len < PCAP_SNAPLEN ? len : PCAP_SNAPLEN;
     const rec = PCAP_RECORD_HEADER_LEN + incl;
     if (this.packets >= this.maxPackets || this.bytes + rec > this.maxBytes) {
@@ -239,6 +240,12 @@ function copyBytes(s: DataView, sOff: number, d: DataView, dOff: number, len: nu
   for (; i < len; i++) d.setUint8(dOff + i, s.getUint8(sOff + i));
 }
 
+// DataViews `writeSyntheticUdpIpv4` keeps over the last source and destination buffers it saw.
+let helperSrcBuffer: ArrayBufferLike | null = null;
+let helperSrcView: DataView = new DataView(new ArrayBuffer(0));
+let helperDstBuffer: ArrayBufferLike | null = null;
+let helperDstView: DataView = new DataView(new ArrayBuffer(0));
+
 /** Length of the IPv4 + UDP headers `writeSyntheticUdpIpv4` puts in front of the payload. */
 export const SYNTHETIC_UDP_IPV4_HEADER_LEN = 28;
 
@@ -250,7 +257,8 @@ export const SYNTHETIC_UDP_IPV4_HEADER_LEN = 28;
  *
  * The payload may already sit in place: when `payload` shares `dst`'s buffer and starts exactly 28
  * bytes after `off` (a received datagram with headroom in front of it), nothing is copied. Other
- * overlaps are handled as by memmove. Allocates nothing (given a stable `dst`/`payload` buffer).
+ * overlaps are handled as by memmove. Allocates nothing while `dst` and `payload` keep living in the
+ * same buffers as on the previous call (it keeps a DataView over each, like wire/checksum.ts).
  */
 export function writeSyntheticUdpIpv4(dst: Uint8Array, off: number, src: number, dstIp: number, sport: number, dport: number,
                                       payload: Uint8Array, pOff: number, pLen: number): number {
@@ -260,7 +268,9 @@ export function writeSyntheticUdpIpv4(dst: Uint8Array, off: number, src: number,
   // writing headers so an overlapping source is read before it is overwritten.
   const dAbs = dst.byteOffset + off + SYNTHETIC_UDP_IPV4_HEADER_LEN, sAbs = payload.byteOffset + pOff;
   if (payload.buffer !== dst.buffer) {
-    for (let i = 0; i < pLen; i++) dst[off + SYNTHETIC_UDP_IPV4_HEADER_LEN + i] = payload[pOff + i];
+    if (payload.buffer !== helperSrcBuffer) { helperSrcBuffer = payload.buffer; helperSrcView = new DataView(payload.buffer); }
+    if (dst.buffer !== helperDstBuffer) { helperDstBuffer = dst.buffer; helperDstView = new DataView(dst.buffer); }
+    copyBytes(helperSrcView, sAbs, helperDstView, dAbs, pLen);
   } else if (dAbs !== sAbs) {
     // Same buffer: copy within `dst`'s view of it, in the direction that is safe for an overlap.
     const d0 = off + SYNTHETIC_UDP_IPV4_HEADER_LEN, s0 = sAbs - dst.byteOffset;

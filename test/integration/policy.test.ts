@@ -334,8 +334,12 @@ describe('NetworkPolicy scenarios', () => {
         netpol('x', 'a-deny-in', { podSelector: sel({ pod: 'a' }), policyTypes: ['Ingress'] }),
         netpol('x', 'deny-out', { podSelector: {}, policyTypes: ['Egress'] }),
       ].join(''), async () => {
-        expect(await inbound.echo()).toBe('echo timeout');
-        expect(await outbound.echo()).toBe('echo timeout');
+        for (const n of lab.s.nodes) console.log('DEBUG ct', n.name, JSON.stringify(await adminRequest(n.socket, { op: 'conntrack' })));
+        console.log('DEBUG', await inbound.echo());
+        console.log('DEBUG', await outbound.echo());
+        for (const n of lab.s.nodes) console.log('DEBUG ct after', n.name, JSON.stringify(await adminRequest(n.socket, { op: 'conntrack' })));
+        for (const n of lab.s.nodes) console.log('DEBUG drops', n.name, JSON.stringify((await lab.counters(n.name)).drops));
+        console.log('DEBUG pods', JSON.stringify(pods.map((p) => [podKey(p), p.ip, p.node])));
       });
     } finally { inbound.close(); outbound.close(); }
   });
