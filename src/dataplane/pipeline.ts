@@ -34,11 +34,11 @@ import {
   ICMP_CHECKSUM, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED,
   ICMP_CODE_NET_UNREACH, ICMP_CODE_HOST_UNREACH, ICMP_CODE_FRAG_NEEDED, ICMP_CODE_PORT_UNREACH, ICMP_HEADER_LEN,
 } from '../wire/icmp.ts';
-import { checksumUpdate16, internetChecksum, pseudoHeaderSum, onesSum, foldComplement } from '../wire/checksum.ts';
+import { checksumUpdate16, checksumUpdate32, internetChecksum, pseudoHeaderSum, onesSum, foldComplement } from '../wire/checksum.ts';
 import { checkTcp, tcpSetSrcPort, tcpSetDstPort, tcpUpdateChecksumForAddr, TCP_FLAGS } from '../wire/tcp.ts';
 import { udpSetSrcPort, udpSetDstPort, udpUpdateChecksumForAddr } from '../wire/udp.ts';
 import { checkVxlan, VXLAN_HEADER_LEN, flowHash5, vxlanSourcePort } from '../wire/vxlan.ts';
-import { FrameSlab, TxQueue, BATCH_MAX } from '../frame/slab.ts';
+import { FrameSlab, TxQueue, BATCH_MAX, VNET_HDR_LEN, VNET_F_NEEDS_CSUM } from '../frame/slab.ts';
 import { Fdb } from '../tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
 import { RouteTable, Route } from '../tables/routes.ts';
@@ -68,6 +68,12 @@ export interface DataplaneConfig {
   vxlanPort: number;     // destination UDP port on the underlay (4789)
   underlayMtu: number;
   icmpErrorsPerSecond?: number;
+  /**
+   * Super-frame mode: every frame from and to a TAP carries a virtio_net_hdr (IFF_VNET_HDR with
+   * checksum and TSO offloads), so a TCP frame may be up to 64 KiB with a partial checksum; the
+   * overlay is fed whole super-frames, which the addon segments (and coalesces on receipt).
+   */
+  vnet?: boolean;
 }
 
 export class Dataplane {
@@ -117,11 +123,17 @@ export class Dataplane {
   private l4Dport = 0;
   private l4Flags = 0;
   private l4Len = 0;
+  /** The frame in hand carries a partial (pseudo-header only) L4 checksum: VIRTIO_NET_HDR_F_NEEDS_CSUM. */
+  private csumPartial = false;
+  /** Its GSO segment size (0 when it is an ordinary frame). */
+  private gsoSize = 0;
+  private readonly vnet: boolean;
 
   constructor(ports: PortTable, routes: RouteTable, fdb: Fdb, counters: Counters, cfg: DataplaneConfig) {
     this.ports = ports; this.routes = routes; this.fdb = fdb; this.counters = counters; this.cfg = cfg;
     this.overlayMtu = cfg.underlayMtu - VXLAN_MTU_OVERHEAD;
     this.icmpTokens = cfg.icmpErrorsPerSecond ?? 1000;
+    this.vnet = cfg.vnet === true;
   }
 
   /** Underlay MTU changed (read from the device): the overlay MTU follows. */
@@ -143,9 +155,12 @@ export class Dataplane {
     this.beginBatch(nowMs, count);
     const c = this.counters;
     for (let i = 0; i < count; i++) {
-      const off = slab.frameOffset(i), len = slab.lens[i];
+      const v = this.vnet ? VNET_HDR_LEN : 0;
+      const off = slab.frameOffset(i) + v, len = slab.lens[i] - v;
       c.rxPackets[inPort]++;
-      if (len < 0) { c.drop(inPort, Drop.FrameTooLong); continue; }
+      if (len < 0) { c.drop(inPort, slab.lens[i] < 0 ? Drop.FrameTooLong : Drop.EthTruncated); continue; }
+      this.csumPartial = false; this.gsoSize = 0;
+      if (v !== 0) this.readVnet(slab.dv, off - VNET_HDR_LEN);
       c.rxBytes[inPort] += len;
       this.tracing = false;
       if (this.trace !== undefined) this.traceStart(slab, inPort, off, len);
@@ -167,11 +182,22 @@ export class Dataplane {
       if (len < 0) { c.drop(OVERLAY_PORT, Drop.VxlanTruncated); continue; }
       c.rxBytes[OVERLAY_PORT] += len;
       this.tracing = false;
-      if (this.trace !== undefined) this.traceStart(slab, OVERLAY_PORT, slab.frameOffset(i) + VXLAN_HEADER_LEN, len - VXLAN_HEADER_LEN);
+      this.csumPartial = false; this.gsoSize = 0;
+      if (this.vnet && len >= VXLAN_HEADER_LEN + VNET_HDR_LEN) this.readVnet(slab.dv, slab.frameOffset(i) + VXLAN_HEADER_LEN);
+      if (this.trace !== undefined) this.traceStart(slab, OVERLAY_PORT, slab.frameOffset(i) + this.innerOffset, len - this.innerOffset);
       const verdict = this.fromOverlay(slab, slab.frameOffset(i), len, slab.srcAddrs[i], tx);
       if (verdict !== Drop.None) c.drop(OVERLAY_PORT, verdict);
       if (this.tracing) this.traceEnd(verdict);
     }
+  }
+
+  /** Where the inner frame starts in an overlay slot: after VXLAN (and, in vnet mode, the virtio_net_hdr). */
+  get innerOffset(): number { return VXLAN_HEADER_LEN + (this.vnet ? VNET_HDR_LEN : 0); }
+
+  /** Note the offload state of the frame whose virtio_net_hdr is at `h`. */
+  private readVnet(dv: DataView, h: number): void {
+    this.csumPartial = (dv.getUint8(h) & VNET_F_NEEDS_CSUM) !== 0;
+    this.gsoSize = dv.getUint8(h + 1) !== 0 ? dv.getUint16(h + 6, true) : 0;
   }
 
   private beginBatch(nowMs: number, count: number): void {
@@ -264,7 +290,8 @@ export class Dataplane {
     if (bad !== Drop.None) return bad;
     this.counters.vxlanDecap++;
     if (this.tracing) this.trace!.step('decap', `VXLAN VNI ${this.cfg.vni} from node ${this.routes.nodes[node]?.name ?? '?'} (${u32(srcAddr)}): member, header valid`);
-    const inner = off + VXLAN_HEADER_LEN;
+    const inner = off + this.innerOffset;
+    if (end - inner < ETH_HEADER_LEN) return Drop.VxlanTruncated;
     if (dv.getUint16(inner) !== this.cfg.routerMacHi || dv.getUint32(inner + 2) !== this.cfg.routerMacLo) return Drop.VxlanBadInnerMac;
     if (dv.getUint16(inner + 12) !== ETHERTYPE_IPV4) return Drop.EthUnsupportedType;
     const badIp = checkIpv4(dv, u8, inner + ETH_HEADER_LEN, end);
@@ -538,6 +565,16 @@ export class Dataplane {
   private rewrite(dv: DataView, l3: number, nSrc: number, nDst: number, nSport: number, nDport: number): void {
     const l4 = this.l4Off, proto = this.l4Proto;
     const oSrc = dv.getUint32(l3 + IPV4_SRC), oDst = dv.getUint32(l3 + IPV4_DST);
+    if (this.csumPartial && (proto === IPPROTO_TCP || proto === IPPROTO_UDP)) {
+      // A partial checksum (VIRTIO_NET_HDR_F_NEEDS_CSUM) holds only the pseudo-header sum, not
+      // complemented; whoever completes it sums the header with the ports as they are then. So an
+      // address change updates the sum without complementing, and a port change needs nothing.
+      const c = l4 + (proto === IPPROTO_TCP ? 16 : 6);
+      if (oSrc !== nSrc) { ipv4SetSrc(dv, l3, nSrc); dv.setUint16(c, partialUpdate32(dv.getUint16(c), oSrc, nSrc)); }
+      if (oDst !== nDst) { ipv4SetDst(dv, l3, nDst); dv.setUint16(c, partialUpdate32(dv.getUint16(c), oDst, nDst)); }
+      dv.setUint16(l4, nSport); dv.setUint16(l4 + 2, nDport);
+      return;
+    }
     if (oSrc !== nSrc) {
       ipv4SetSrc(dv, l3, nSrc);
       if (proto === IPPROTO_TCP) tcpUpdateChecksumForAddr(dv, l4, oSrc, nSrc);
@@ -670,7 +707,9 @@ export class Dataplane {
       case Route.RemoteNode: {
         if (inPort === OVERLAY_PORT) return Drop.NoRoute;   // no transit between nodes
         if (this.tracing) this.trace!.step('route', `${u32(dst)} → node ${routes.nodes[routes.resultNode]?.name} via its VTEP ${u32(routes.nodeUnderlay[routes.resultNode])}`);
-        if (totalLen > this.overlayMtu) {
+        // A super-frame leaves as segments of gsoSize payload each; that is what must fit.
+        const wireLen = this.gsoSize !== 0 ? segmentWireLen(dv, l3, this.gsoSize) : totalLen;
+        if (wireLen > this.overlayMtu) {
           if (this.tracing) this.trace!.step('mtu', `packet ${totalLen} B > overlay MTU ${this.overlayMtu} B${(dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0 ? ' with DF set' : ' without DF'}`);
           // RFC 1191: tell the sender the MTU of the next hop so TCP can shrink its segments.
           if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0) {
@@ -719,6 +758,12 @@ export class Dataplane {
       sport = dv.getUint16(l3 + ihl); dport = dv.getUint16(l3 + ihl + 2);
     }
     const hash = flowHash5(dv.getUint32(l3 + IPV4_SRC), dv.getUint32(l3 + IPV4_DST), proto, sport, dport);
+    if (this.vnet) {
+      // The addon segments a super-frame, adds VXLAN headers and sends from the socket the hash picks.
+      this.counters.vxlanEncap++;
+      if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort}, inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}${this.gsoSize ? `, super-frame of ${frameLen} B in segments of ${this.gsoSize} B` : ''}`);
+      return tx.push(OVERLAY_PORT, off, frameLen, routes.nodeUnderlay[node], hash) ? Drop.None : Drop.TxQueueFull;
+    }
     const o = off - VXLAN_OVERHEAD_INNER;
     const underlayLen = VXLAN_OVERHEAD_INNER + frameLen;
     // Outer IPv4: version 4, IHL 5; DF set so the underlay never fragments silently.
@@ -815,6 +860,19 @@ export class Dataplane {
     this.route(slab, SELF, g, tx, true);
     this.tracing = tracing;
   }
+}
+
+/** Update a partial (uncomplemented) checksum for a 32-bit pseudo-header field change. */
+function partialUpdate32(partial: number, oldU32: number, newU32: number): number {
+  return ~checksumUpdate32(~partial & 0xffff, oldU32, newU32) & 0xffff;
+}
+
+/** Bytes on the wire per segment of a TCP/UDP super-frame: IP header + L4 header + gsoSize. */
+function segmentWireLen(dv: DataView, l3: number, gsoSize: number): number {
+  const ihl = (dv.getUint8(l3) & 0x0f) << 2;
+  const proto = dv.getUint8(l3 + IPV4_PROTO);
+  const l4hdr = proto === IPPROTO_TCP ? (dv.getUint8(l3 + ihl + 12) >>> 4) << 2 : 8;
+  return ihl + l4hdr + gsoSize;
 }
 
 /** Dotted quad, for traces. */

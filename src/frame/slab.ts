@@ -18,6 +18,10 @@ export const BATCH_MAX = 64;
 export const HEADROOM = 64;
 export const SLOT_SIZE = HEADROOM + 12 + 65536 + 64;   // headroom + vnet hdr + 64 KiB + slack
 export const GEN_FIRST_SLOT = BATCH_MAX;
+/** struct virtio_net_hdr_v1 (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers). */
+export const VNET_HDR_LEN = 12;
+export const VNET_F_NEEDS_CSUM = 1;
+export const VNET_GSO_NONE = 0;
 
 export class FrameSlab {
   readonly buffer: ArrayBuffer;
@@ -30,6 +34,11 @@ export class FrameSlab {
   readonly srcPorts = new Uint16Array(BATCH_MAX);
   /** Next free slot for daemon-generated frames in this batch. */
   genNext = GEN_FIRST_SLOT;
+  /**
+   * In vnet mode every frame carries a 12-byte virtio_net_hdr right before it: generated frames get
+   * an all-zero one (no offload requested).
+   */
+  vnet = false;
 
   constructor() {
     this.buffer = new ArrayBuffer(SLOT_SIZE * BATCH_MAX * 2);
@@ -43,7 +52,9 @@ export class FrameSlab {
   /** Claim a slot for a generated frame; returns its frame offset, or -1 when all are in use. */
   allocGenerated(): number {
     if (this.genNext >= BATCH_MAX * 2) return -1;
-    return this.frameOffset(this.genNext++);
+    const off = this.frameOffset(this.genNext++) + (this.vnet ? VNET_HDR_LEN : 0);
+    if (this.vnet) this.u8.fill(0, off - VNET_HDR_LEN, off);
+    return off;
   }
 
   /** Start a new batch: generated slots are free again. */
@@ -59,8 +70,10 @@ export class TxQueue {
   readonly port: Int32Array;
   readonly off: Uint32Array;
   readonly len: Uint32Array;
-  /** Overlay entries: the underlay destination (u32) of the datagram. */
+  /** Overlay entries: the underlay destination (u32) of the datagram, and the inner flow's hash. */
   readonly dstAddr: Uint32Array;
+  readonly hash: Uint32Array;
+  readonly sortedHash: Uint32Array;
   count = 0;
   // Grouped view, filled by group().
   readonly sortedOff: Uint32Array;
@@ -80,6 +93,8 @@ export class TxQueue {
     this.off = new Uint32Array(capacity);
     this.len = new Uint32Array(capacity);
     this.dstAddr = new Uint32Array(capacity);
+    this.hash = new Uint32Array(capacity);
+    this.sortedHash = new Uint32Array(capacity);
     this.sortedOff = new Uint32Array(capacity);
     this.sortedLen = new Uint32Array(capacity);
     this.sortedDst = new Uint32Array(capacity);
@@ -91,10 +106,10 @@ export class TxQueue {
   }
 
   /** Queue one frame; false when full (the caller counts a tx_queue_full drop). */
-  push(port: number, off: number, len: number, dstAddr = 0): boolean {
+  push(port: number, off: number, len: number, dstAddr = 0, hash = 0): boolean {
     const i = this.count;
     if (i >= this.capacity) return false;
-    this.port[i] = port; this.off[i] = off; this.len[i] = len; this.dstAddr[i] = dstAddr;
+    this.port[i] = port; this.off[i] = off; this.len[i] = len; this.dstAddr[i] = dstAddr; this.hash[i] = hash;
     this.count = i + 1;
     return true;
   }
@@ -116,7 +131,7 @@ export class TxQueue {
     for (let i = 0; i < n; i++) {
       const p = this.port[i], j = this.groupEnd[p]++;
       this.sortedOff[j] = this.off[i]; this.sortedLen[j] = this.len[i];
-      this.sortedDst[j] = this.dstAddr[i]; this.sortedDstPort[j] = vxlanPort;
+      this.sortedDst[j] = this.dstAddr[i]; this.sortedDstPort[j] = vxlanPort; this.sortedHash[j] = this.hash[i];
     }
   }
 
