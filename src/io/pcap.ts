@@ -14,7 +14,8 @@
  * decodes the datagram as VXLAN (UDP 4789) and the Ethernet frame inside it.
  *
  * Hot-path discipline. `write` copies the record header and the bytes into one of two preallocated
- * buffers (1 MiB each by default) and returns; it never blocks, never throws, never allocates. The
+ * buffers (1 MiB each by default) and returns; it never blocks, never throws, never allocates (the
+ * default timestamp is read once per event-loop turn, i.e. once per batch, not per packet). The
  * file is written asynchronously through an fs.promises FileHandle, one write at a time: when the
  * active buffer cannot take the next record, it is handed to the file and the other buffer becomes
  * active. If the other one is still being written (the disk is slower than the traffic), the packet
@@ -60,14 +61,10 @@ function nowMs(): number {
 export class PcapWriter {
   readonly path: string;
   readonly linkType: number;
-  /** Packets accepted into the capture. */
-  packets = 0;
-  /** Packets lost because both buffers were busy (the file write could not keep up), or out of bounds. */
-  dropped = 0;
-  /** Bytes accepted into the file so far, global header included. */
-  bytes = 0;
-  /** The first I/O error (open or write); the capture stops when it is set. */
-  error: Error | null = null;
+  private nPackets = 0;
+  private nDropped = 0;
+  private nBytes = 0;
+  private err: Error | null = null;
 
   private readonly maxPackets: number;
   private readonly maxBytes: number;
@@ -85,6 +82,10 @@ export class PcapWriter {
   /** Source view cache for the word-at-a-time copy (the slab is nearly always the same buffer). */
   private srcBuffer: ArrayBufferLike | null = null;
   private srcView: DataView = new DataView(new ArrayBuffer(0));
+  /** The default timestamp: read once per event-loop turn (reading a clock allocates and costs ~100 ns). */
+  private clockMs = 0;
+  private clockFresh = false;
+  private readonly expireClock = (): void => { this.clockFresh = false; };
 
   constructor(path: string, linkType: number, opts: PcapWriterOptions = {}) {
     this.path = path;
@@ -109,8 +110,8 @@ export class PcapWriter {
     dv.setUint32(16, PCAP_SNAPLEN, true);
     dv.setUint32(20, this.linkType, true);
     this.used = PCAP_GLOBAL_HEADER_LEN;
-    this.bytes = PCAP_GLOBAL_HEADER_LEN;
-    if (this.bytes > this.maxBytes || this.maxPackets <= 0) this.limited = true;
+    this.nBytes = PCAP_GLOBAL_HEADER_LEN;
+    if (this.nBytes > this.maxBytes || this.maxPackets <= 0) this.limited = true;
 
     this.opening = open(path, 'w').then(
       (fh) => { this.fh = fh; },
@@ -123,33 +124,52 @@ export class PcapWriter {
     }
   }
 
+  /** Packets accepted into the capture. */
+  get packets(): number { return this.nPackets; }
+  /** Packets lost because both buffers were busy (the file write could not keep up), or out of bounds. */
+  get dropped(): number { return this.nDropped; }
+  /** Bytes accepted into the file so far, global header included. */
+  get bytes(): number { return this.nBytes; }
+  /** The first I/O error (open or write); the capture stops when it is set. */
+  get error(): Error | null { return this.err; }
+
   /** True once maxPackets/maxBytes is reached, after close() or after an I/O error. */
   get done(): boolean {
-    return this.limited || this.closed || this.error !== null;
+    return this.limited || this.closed || this.err !== null;
   }
 
   /**
-   * Record `u8[off .. off+len)` with timestamp `tsMs` (Unix ms, fractions kept to the microsecond;
-   * default now). Returns false once the capture is over (limit reached, closed, failed): this
-   * packet was not recorded and no later one will be. Returns true otherwise, including when the
-   * packet had to be dropped because the file write is behind (see `dropped`).
+   * Record `u8[off .. off+len)` with timestamp `tsMs` (Unix ms, fractions kept to the microsecond).
+   * Without `tsMs`, the clock is read at the first write of each event-loop turn and shared by the
+   * rest of that turn (one batch: its frames were read by one system call anyway). On the hot path
+   * prefer that: a caller passing a non-Smi number (any current Unix time in ms) makes V8 box it
+   * per call unless the call is inlined.
+   *
+   * Returns false once the capture is over (limit reached, closed, failed): this packet was not
+   * recorded and no later one will be. Returns true otherwise, including when the packet had to be
+   * dropped because the file write is behind or the range was out of bounds (see `dropped`).
    */
   write(u8: Uint8Array, off: number, len: number, tsMs?: number): boolean {
-    if (this.limited || this.closed || this.error !== null) return false;
-    if (!(len >= 0 && off >= 0 && off + len <= u8.length)) { this.dropped++; return true; }   // a caller bug: never throw here
+    if (this.limited || this.closed || this.err !== null) return false;
+    if (!(len >= 0 && off >= 0 && off + len <= u8.length)) { this.nDropped++; return true; }   // a caller bug: never throw here
     const incl = len < PCAP_SNAPLEN ? len : PCAP_SNAPLEN;
     const rec = PCAP_RECORD_HEADER_LEN + incl;
-    if (this.packets >= this.maxPackets || this.bytes + rec > this.maxBytes) {
+    if (this.nPackets >= this.maxPackets || this.nBytes + rec > this.maxBytes) {
       this.limited = true;
       return false;
     }
     let buf = this.bufs[this.active];
     if (this.used + rec > buf.length) {
-      if (rec > buf.length || this.inflight !== null || this.fh === null) { this.dropped++; return true; }
+      if (rec > buf.length || this.inflight !== null || this.fh === null) { this.nDropped++; return true; }
       this.kick();
       buf = this.bufs[this.active];
     }
-    const t = tsMs === undefined ? nowMs() : tsMs;
+    let t: number;
+    if (tsMs !== undefined) t = tsMs;
+    else {
+      if (!this.clockFresh) { this.clockMs = nowMs(); this.clockFresh = true; setImmediate(this.expireClock); }
+      t = this.clockMs;
+    }
     let sec = Math.floor(t / 1000);
     let usec = Math.round((t - sec * 1000) * 1000);
     if (usec >= 1_000_000) { sec++; usec -= 1_000_000; }
@@ -160,8 +180,8 @@ export class PcapWriter {
     dv.setUint32(p + 12, len, true);
     this.copy(u8, off, buf, p + PCAP_RECORD_HEADER_LEN, incl);
     this.used = p + rec;
-    this.bytes += rec;
-    this.packets++;
+    this.nBytes += rec;
+    this.nPackets++;
     return true;
   }
 
@@ -169,7 +189,7 @@ export class PcapWriter {
   async flush(): Promise<void> {
     await this.opening;
     for (;;) {
-      if (this.error) throw this.error;
+      if (this.err) throw this.err;
       if (this.inflight) { await this.inflight; continue; }
       if (this.used === 0 || this.fh === null) return;
       this.kick();
@@ -197,7 +217,7 @@ export class PcapWriter {
 
   /** If nothing is being written and the active buffer holds data, hand it to the file and swap. */
   private kick(): void {
-    if (this.inflight !== null || this.used === 0 || this.fh === null || this.error !== null) return;
+    if (this.inflight !== null || this.used === 0 || this.fh === null || this.err !== null) return;
     const buf = this.bufs[this.active], n = this.used;
     this.active ^= 1;
     this.used = 0;
@@ -218,8 +238,8 @@ export class PcapWriter {
   }
 
   private fail(e: Error): void {
-    if (this.error) return;
-    this.error = new Error(`pcap ${this.path}: ${e.message}`, { cause: e });
+    if (this.err) return;
+    this.err = new Error(`pcap ${this.path}: ${e.message}`, { cause: e });
     if (this.timer) { clearInterval(this.timer); this.timer = null; }
   }
 
@@ -233,7 +253,12 @@ export class PcapWriter {
   }
 }
 
-/** Forward copy of `len` bytes between DataViews (absolute offsets), 4 bytes per step. */
+/**
+ * Forward copy of `len` bytes between DataViews (absolute offsets), 4 bytes per step. Safe for an
+ * overlap only when the destination starts before the source. (A `subarray` + `set` would be faster
+ * for long frames but allocates a view per call; this is ~4x faster than a byte loop and allocates
+ * nothing.)
+ */
 function copyBytes(s: DataView, sOff: number, d: DataView, dOff: number, len: number): void {
   let i = 0;
   for (const end4 = len - 3; i < end4; i += 4) d.setUint32(dOff + i, s.getUint32(sOff + i, true), true);
@@ -245,6 +270,13 @@ let helperSrcBuffer: ArrayBufferLike | null = null;
 let helperSrcView: DataView = new DataView(new ArrayBuffer(0));
 let helperDstBuffer: ArrayBufferLike | null = null;
 let helperDstView: DataView = new DataView(new ArrayBuffer(0));
+
+/** Backward copy (last bytes first): safe for an overlap where the destination starts after the source. */
+function copyBytesBackward(s: DataView, sOff: number, d: DataView, dOff: number, len: number): void {
+  let i = len;
+  for (; i >= 4; i -= 4) d.setUint32(dOff + i - 4, s.getUint32(sOff + i - 4, true), true);
+  for (; i > 0; i--) d.setUint8(dOff + i - 1, s.getUint8(sOff + i - 1));
+}
 
 /** Length of the IPv4 + UDP headers `writeSyntheticUdpIpv4` puts in front of the payload. */
 export const SYNTHETIC_UDP_IPV4_HEADER_LEN = 28;
@@ -264,18 +296,16 @@ export function writeSyntheticUdpIpv4(dst: Uint8Array, off: number, src: number,
                                       payload: Uint8Array, pOff: number, pLen: number): number {
   const total = SYNTHETIC_UDP_IPV4_HEADER_LEN + pLen;
   if (pLen < 0 || off < 0 || total > 65535 || off + total > dst.length || pOff < 0 || pOff + pLen > payload.length) return 0;
-  // Payload first: it may overlap the header area only if the caller says so, but move it before
-  // writing headers so an overlapping source is read before it is overwritten.
+  // Payload first, so that a source overlapping the header area is read before it is overwritten.
   const dAbs = dst.byteOffset + off + SYNTHETIC_UDP_IPV4_HEADER_LEN, sAbs = payload.byteOffset + pOff;
+  if (payload.buffer !== helperSrcBuffer) { helperSrcBuffer = payload.buffer; helperSrcView = new DataView(payload.buffer); }
   if (payload.buffer !== dst.buffer) {
-    if (payload.buffer !== helperSrcBuffer) { helperSrcBuffer = payload.buffer; helperSrcView = new DataView(payload.buffer); }
     if (dst.buffer !== helperDstBuffer) { helperDstBuffer = dst.buffer; helperDstView = new DataView(dst.buffer); }
     copyBytes(helperSrcView, sAbs, helperDstView, dAbs, pLen);
-  } else if (dAbs !== sAbs) {
-    // Same buffer: copy within `dst`'s view of it, in the direction that is safe for an overlap.
-    const d0 = off + SYNTHETIC_UDP_IPV4_HEADER_LEN, s0 = sAbs - dst.byteOffset;
-    if (dAbs < sAbs) for (let i = 0; i < pLen; i++) dst[d0 + i] = dst[s0 + i];
-    else for (let i = pLen - 1; i >= 0; i--) dst[d0 + i] = dst[s0 + i];
+  } else if (dAbs < sAbs) {
+    copyBytes(helperSrcView, sAbs, helperSrcView, dAbs, pLen);           // same buffer: forward is safe
+  } else if (dAbs > sAbs) {
+    copyBytesBackward(helperSrcView, sAbs, helperSrcView, dAbs, pLen);   // same buffer, moving up
   }
   const s = src >>> 0, d = dstIp >>> 0;
   let p = off;

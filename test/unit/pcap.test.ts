@@ -155,13 +155,14 @@ describe('PcapWriter: file format', () => {
   it('cuts packets longer than the snaplen, keeping the original length', async () => {
     const file = tmp('snap.pcap');
     const w = new PcapWriter(file, LINKTYPE_ETHERNET);
-    const big = Uint8Array.from({ length: PCAP_SNAPLEN + 1000 }, (_, i) => (i * 31) & 0xff);
+    const big = new Uint8Array(PCAP_SNAPLEN + 1000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
     expect(w.write(big, 0, big.length, 0)).toBe(true);
     await w.close();
     const [r] = readPcap(file).records;
     expect(r.incl).toBe(PCAP_SNAPLEN);
     expect(r.orig).toBe(PCAP_SNAPLEN + 1000);
-    expect(r.data).toEqual(big.subarray(0, PCAP_SNAPLEN));
+    expect(Buffer.from(r.data).equals(big.subarray(0, PCAP_SNAPLEN))).toBe(true);
   });
 });
 
@@ -240,18 +241,18 @@ describe('writeSyntheticUdpIpv4 and VXLAN captures', () => {
     const n = writeSyntheticUdpIpv4(scratch, 0, ipu('192.168.56.12'), ipu('192.168.56.11'), 40000, 4789, payload, 0, payload.length);
     w.write(scratch, 0, n);
     await w.close();
-    const [[protocols, vni, ipSrc, ipChecksumStatus, icmpSeq]] = tshark(file, 'frame.protocols', 'vxlan.vni', 'ip.src', 'ip.checksum.status', 'icmp.seq');
+    const [[protocols, vni, ipSrc, udpDst, icmpSeq]] = tshark(file, 'frame.protocols', 'vxlan.vni', 'ip.src', 'udp.dstport', 'icmp.seq');
     expect(protocols).toContain('vxlan');
     expect(protocols).toContain('eth:ethertype:ip');
-    expect(protocols).toMatch(/^raw:ip:udp:vxlan:eth:ethertype:ip:icmp/);
+    expect(protocols).toMatch(/^ip:udp:vxlan:eth:ethertype:ip:icmp/)   // LINKTYPE_IPV4: no link layer;
     expect(vni).toBe('1');
     expect(ipSrc).toBe('192.168.56.12,10.244.1.2');           // outer, inner
+    expect(udpDst).toBe('4789');
     expect(icmpSeq).toBe('9');
     // Wireshark does not verify IP checksums by default ("2" = unverified); ask it to.
     const checked = execFileSync(TSHARK!, ['-r', file, '-o', 'ip.check_checksum:TRUE', '-T', 'fields', '-e', 'ip.checksum.status'],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
     expect(checked).toBe('1,1');                               // outer and inner: good
-    expect(ipChecksumStatus).toBeDefined();
   });
 });
 
@@ -346,16 +347,18 @@ describe('PcapWriter: no allocation per write', () => {
     if (typeof gc !== 'function') return;     // cannot force a collection here: nothing reliable to measure
     const slab = new Uint8Array(64 * 2048);
     for (let i = 0; i < slab.length; i++) slab[i] = i * 13;
-    const burst = (w: PcapWriter, n: number, t: number) => {
+    // Default timestamps (the clock is read once per event-loop turn) and small explicit ones (Smis);
+    // a caller passing a Unix time in ms as a double would box it per call, which is the caller's.
+    const burst = (w: PcapWriter, n: number) => {
       let ok = 0;
       for (let k = 0; k < n; k++) {
         const slot = k & 63, len = 60 + (k & 127);
-        if (w.write(slab, slot * 2048 + 2, len, (k & 1) ? t + k * 0.001 : undefined)) ok++;
+        if ((k & 1) ? w.write(slab, slot * 2048 + 2, len) : w.write(slab, slot * 2048 + 2, len, k)) ok++;
       }
       return ok;
     };
     const warm = new PcapWriter(tmp('warm.pcap'), LINKTYPE_ETHERNET, { bufferBytes: 4 << 20, flushIntervalMs: 0 });
-    for (let r = 0; r < 5; r++) { burst(warm, 20_000, 1e12); await warm.flush(); }
+    for (let r = 0; r < 5; r++) { burst(warm, 20_000); await warm.flush(); }
     await warm.close();
 
     const w = new PcapWriter(tmp('measured.pcap'), LINKTYPE_ETHERNET, { bufferBytes: 16 << 20, flushIntervalMs: 0 });
@@ -367,7 +370,7 @@ describe('PcapWriter: no allocation per write', () => {
     await new Promise((res) => setTimeout(res, 20));
     const t0 = performance.now();
     const before = process.memoryUsage().heapUsed;
-    const ok = burst(w, 100_000, 1e12);        // ~14 MB of records: fits in one 16 MiB buffer, no file write
+    const ok = burst(w, 100_000);        // ~14 MB of records: fits in one 16 MiB buffer, no file write
     const after = process.memoryUsage().heapUsed;
     const t1 = performance.now();
     await new Promise((res) => setTimeout(res, 50));
