@@ -50,6 +50,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -61,6 +62,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+
+#include "offload.h"
 
 namespace {
 
@@ -335,11 +338,14 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   return result;
 }
 
+void ForgetRecvContext(int fd);  // recvVxlanBatch's pending datagrams, below
+
 // closeFd(fd): close(2). EINTR is success on Linux (the fd is gone either way).
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd;
   if (!ArgFd(info, 0, "closeFd", &fd)) return env.Undefined();
+  ForgetRecvContext(fd);
   if (close(fd) < 0 && errno != EINTR) return ThrowErrno(env, FdWhat("closeFd", fd), errno);
   return env.Undefined();
 }
@@ -648,14 +654,734 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, i);
 }
 
-// stats() -> {writeErrors, sendErrors}
+// ---------------------------------------------------------------------------------------------
+// Offload: TAP offload flags, MTU polling, and VXLAN with super-frames (see offload.h)
+// ---------------------------------------------------------------------------------------------
+//
+// The path of a TCP super-frame from a pod on this node to a pod on another:
+//
+//   pod A's TAP --readBatch--> [vnet hdr | 64 KiB frame] --JS pipeline (bridge, NAT, policy)-->
+//   sendVxlanBatch: segment into MSS packets, VXLAN-wrap, ONE sendmsg(UDP_SEGMENT) per <= 64
+//   ... underlay: the kernel cuts the send into datagrams (or the NIC does) ...
+//   recvVxlanBatch: recvmmsg with UDP_GRO (one buffer = many datagrams), coalesce same-flow
+//   segments back into [VXLAN | vnet hdr (TCPV4, NEEDS_CSUM) | 64 KiB frame] --JS pipeline-->
+//   writeBatch to pod B's TAP
+//
+// So a 64 KiB TCP burst costs one JS crossing and about two syscalls per side, instead of ~45
+// packets each crossing every layer.
+
+// setOffload(fd, flags) -> 0 or errno
+// ioctl(TUNSETOFFLOAD): tell a TAP (opened with vnetHdr) which offloads the reader handles. The
+// kernel rejects a flag it does not know with EINVAL, so callers probe by trying sets of flags
+// from the most to the least capable. Never throws for an OS error: probing is expected to fail.
+Napi::Value SetOffload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  uint32_t flags;
+  if (!ArgFd(info, 0, "setOffload", &fd) ||
+      !ArgUint(info, 1, "setOffload", "flags", 4294967295.0, &flags)) {
+    return env.Undefined();
+  }
+  // The argument is passed by value, not through a pointer (unlike most TUN ioctls).
+  int rc = ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(flags));
+  return Napi::Number::New(env, rc < 0 ? errno : 0);
+}
+
+// getIfMtu(name) -> MTU of interface `name` in the caller's network namespace
+// ioctl(SIOCGIFMTU) on a throwaway datagram socket: a socket belongs to the namespace it was
+// created in, so one is made per call (a few microseconds) rather than cached across setns.
+Napi::Value GetIfMtu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowType(env, "getIfMtu: name must be a string");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string what = "getIfMtu(" + name + ")";
+  if (name.empty() || name.size() >= IFNAMSIZ || name.find('\0') != std::string::npos) {
+    return ThrowErrno(env, what, EINVAL, "not a valid interface name");
+  }
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return ThrowErrno(env, what, errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  int rc = ioctl(s, SIOCGIFMTU, &ifr);
+  int err = errno;
+  close(s);
+  if (rc < 0) return ThrowErrno(env, what, err);
+  return Napi::Number::New(env, ifr.ifr_mtu);
+}
+
+// enableUdpGro(fd) -> boolean
+// setsockopt(UDP_GRO): let the kernel hand this socket several same-sized datagrams of one
+// sender as one buffer, with the size in a cmsg (recvVxlanBatch splits them again). Without it,
+// a GRO'd or locally sent UDP_SEGMENT skb is split by the kernel before queueing. recvVxlanBatch
+// also turns it on by itself the first time it sees a socket.
+Napi::Value EnableUdpGro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, "enableUdpGro", &fd)) return env.Undefined();
+  int one = 1;
+  return Napi::Boolean::New(env, setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0);
+}
+
+// UDP_SEGMENT is given up on, process-wide, once the kernel has shown it cannot do it (see
+// SendSegments). openUdpSender sets it when the socket option does not even exist.
+std::atomic<bool> g_udpSegmentOff{false};
+
+// openUdpSender(addr, basePort, count) -> Int32Array of fds
+// `count` non-blocking UDP sockets bound to addr:basePort .. addr:basePort+count-1 (basePort 0:
+// kernel-chosen ports), each with a 4 MiB send buffer. They exist for source-port entropy: a
+// VXLAN receiver (and every ECMP router and RSS NIC between) spreads load by the outer 4-tuple,
+// so each inner flow should keep one outer source port and different flows should use different
+// ones. sendVxlanBatch sends an inner flow from fds[hash % count]. Send-only by convention: the
+// VXLAN receive socket (port 4789) is separate, opened with openUdp.
+Napi::Value OpenUdpSender(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "openUdpSender";
+  uint32_t addr, basePort, count;
+  if (!ArgUint(info, 0, fn, "addr", 4294967295.0, &addr) ||
+      !ArgUint(info, 1, fn, "basePort", 65535.0, &basePort) ||
+      !ArgUint(info, 2, fn, "count", 1024.0, &count)) {
+    return env.Undefined();
+  }
+  if (count == 0 || (basePort != 0 && basePort + count - 1 > 65535)) {
+    return ThrowRange(env, std::string(fn) + ": need 1 <= count and basePort + count - 1 <= 65535");
+  }
+  Napi::Int32Array fds = Napi::Int32Array::New(env, count);
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t port = basePort == 0 ? 0 : basePort + i;
+    std::string what = std::string(fn) + "(" + AddrPort(addr, port) + ")";
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int err = errno;
+    if (fd >= 0) {
+      SetSockBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
+      struct sockaddr_in sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(addr);
+      sa.sin_port = htons(static_cast<uint16_t>(port));
+      if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+        err = errno;
+        close(fd);
+        fd = -1;
+      }
+    }
+    if (fd < 0) {
+      for (uint32_t j = 0; j < i; j++) close(fds[j]);
+      return ThrowErrno(env, what, err);
+    }
+    // Probe UDP_SEGMENT (Linux >= 4.18): reading the option fails with ENOPROTOOPT without it.
+    int gso = 0;
+    socklen_t gsoLen = sizeof gso;
+    if (getsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso, &gsoLen) < 0) g_udpSegmentOff.store(true);
+    fds[i] = fd;
+  }
+  return fds;
+}
+
+// Counters of the super-frame paths (process-wide, added to once per call).
+std::atomic<uint64_t> g_vxlanSegments{0};     // segments cut from super-frames and sent
+std::atomic<uint64_t> g_vxlanGsoSends{0};     // sendmsg(UDP_SEGMENT) calls that succeeded
+std::atomic<uint64_t> g_vxlanSuperFrames{0};  // super-frames built from received segments
+std::atomic<uint64_t> g_vxlanCoalesced{0};    // received segments that went into them
+std::atomic<uint64_t> g_vxlanCsumErrors{0};   // received inner IPv4/TCP with a bad checksum
+
+// ---- sendVxlanBatch -------------------------------------------------------------------------
+
+// UDP_SEGMENT limits: at most 64 segments per send (UDP_MAX_SEGMENTS; 128 on newer kernels), and
+// one send is one UDP "datagram" to the IP layer, so at most 65535 - 20 - 8 bytes of payload.
+constexpr uint32_t kMaxGsoSegs = 64;
+constexpr uint32_t kMaxUdpPayload = 65535 - 20 - 8;
+// One segment's headers: VXLAN + Ethernet + IP + TCP/UDP, with room to spare.
+constexpr uint32_t kSegHdrStride = 160;
+static_assert(kSegHdrStride >= podwire::kVxlanLen + podwire::kMaxSegHdr, "segment header room");
+
+// Scratch for the segments of one send: the headers are built here, the payloads are NOT copied.
+// Each segment is two iovecs, [headers in t_segHdrs][payload inside the JS buffer], so the kernel
+// gathers a UDP_SEGMENT send straight from the caller's memory and a 64 KiB super-frame is copied
+// exactly once, by the kernel (a contiguous scratch copy would add a 64 KiB memcpy per frame).
+//
+//   t_segIovs: [hdr 0][payload 0][hdr 1][payload 1] ... [hdr k-1][payload k-1]
+//                 |                  |
+//   t_segHdrs: [VXLAN|Eth|IP|TCP]  [VXLAN|Eth|IP|TCP] ...   (kSegHdrStride bytes apart)
+thread_local uint8_t t_segHdrs[kMaxGsoSegs][kSegHdrStride];
+thread_local struct iovec t_segIovs[kMaxGsoSegs * 2];
+
+// Scratch for a sendmmsg batch of single datagrams: up to four iovecs per message,
+// [VXLAN header][frame up to the checksum field][completed checksum][rest of the frame], so that a
+// checksum is finished without writing into the caller's buffer (which JS may send again after an
+// EAGAIN).
+thread_local struct iovec t_plainIovs[kBatch][4];
+thread_local uint8_t t_plainCsum[kBatch][2];
+thread_local uint32_t t_plainEntry[kBatch];  // which entry each message belongs to
+
+// sendmmsg(t_msgs[0, k)) on fd until all are handled or the socket is full. A message the kernel
+// refuses (sendmmsg reports only the first failure of a call) is counted in *errors and skipped.
+// Returns how many messages were handled (k unless EAGAIN), and how many were sent in *sent.
+unsigned SendAllMmsg(int fd, unsigned k, uint64_t* errors, unsigned* sent, int* lastErr) {
+  unsigned done = 0;
+  *sent = 0;
+  while (done < k) {
+    int r = sendmmsg(fd, t_msgs + done, k - done, MSG_DONTWAIT);
+    if (r < 0) {
+      int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) break;
+      (*errors)++;
+      *lastErr = err;
+      done++;
+      continue;
+    }
+    done += r;
+    *sent += r;
+  }
+  return done;
+}
+
+// Per-call state of sendVxlanBatch.
+struct VxlanTx {
+  const int32_t* fds;
+  uint32_t nfds;
+  uint8_t vxlan[podwire::kVxlanLen];
+  uint16_t dstPort;
+  // The pending sendmmsg batch of single datagrams, all for socket batchFd.
+  unsigned k = 0;
+  int batchFd = -1;
+  // Tallies, added to the global counters at the end of the call.
+  uint64_t errors = 0, segments = 0, gsoSends = 0;
+};
+
+void SetMsg(unsigned j, struct iovec* iov, size_t iovlen, struct sockaddr_in* dst) {
+  struct msghdr& h = t_msgs[j].msg_hdr;
+  h.msg_name = dst;
+  h.msg_namelen = sizeof *dst;
+  h.msg_iov = iov;
+  h.msg_iovlen = iovlen;
+  h.msg_control = nullptr;
+  h.msg_controllen = 0;
+  h.msg_flags = 0;
+  t_msgs[j].msg_len = 0;
+}
+
+// Send the pending batch. Returns false if the socket filled up: *stopAt is then the first entry
+// not consumed.
+bool FlushPlain(VxlanTx* tx, uint32_t* stopAt) {
+  if (tx->k == 0) return true;
+  unsigned sent;
+  int lastErr = 0;
+  unsigned done = SendAllMmsg(tx->batchFd, tx->k, &tx->errors, &sent, &lastErr);
+  bool ok = done == tx->k;
+  if (!ok) *stopAt = t_plainEntry[done];
+  tx->k = 0;
+  return ok;
+}
+
+// Segment one super-frame and send it from fd to dst. Returns false on EAGAIN (the entry is then
+// not consumed, even if some of its chunks went out: JS sends it again later and the receiver
+// sees duplicates, which TCP shrugs off, rather than a hole, which costs it a retransmission).
+bool SendSegments(VxlanTx* tx, const podwire::SegPlan& p, int fd, struct sockaddr_in* dst) {
+  const uint32_t full = podwire::kVxlanLen + p.hl + p.mss;  // a full datagram (the gso_size)
+  uint32_t perSend = kMaxUdpPayload / full;
+  if (perSend > kMaxGsoSegs) perSend = kMaxGsoSegs;
+  for (uint32_t first = 0; first < p.nseg; first += perSend) {
+    const unsigned k = p.nseg - first < perSend ? p.nseg - first : perSend;
+    for (unsigned j = 0; j < k; j++) {
+      uint8_t* h = t_segHdrs[j];
+      memcpy(h, tx->vxlan, podwire::kVxlanLen);
+      uint32_t payOff;
+      uint32_t plen = podwire::BuildSegment(p, first + j, h + podwire::kVxlanLen, &payOff);
+      t_segIovs[2 * j].iov_base = h;
+      t_segIovs[2 * j].iov_len = podwire::kVxlanLen + p.hl;
+      t_segIovs[2 * j + 1].iov_base = const_cast<uint8_t*>(p.frame + payOff);
+      t_segIovs[2 * j + 1].iov_len = plen;
+    }
+    int gsoErr = 0;
+    if (k > 1 && !g_udpSegmentOff.load(std::memory_order_relaxed)) {
+      // One sendmsg, the kernel cutting it every `full` bytes (the last piece may be shorter).
+      alignas(struct cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(uint16_t))];
+      memset(ctrl, 0, sizeof ctrl);
+      struct msghdr h;
+      memset(&h, 0, sizeof h);
+      h.msg_name = dst;
+      h.msg_namelen = sizeof *dst;
+      h.msg_iov = t_segIovs;
+      h.msg_iovlen = 2 * k;
+      h.msg_control = ctrl;
+      h.msg_controllen = sizeof ctrl;
+      struct cmsghdr* cm = CMSG_FIRSTHDR(&h);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_SEGMENT;
+      cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      uint16_t gsoSize = static_cast<uint16_t>(full);
+      memcpy(CMSG_DATA(cm), &gsoSize, sizeof gsoSize);
+      ssize_t r;
+      do {
+        r = sendmsg(fd, &h, MSG_DONTWAIT);
+      } while (r < 0 && errno == EINTR);
+      if (r >= 0) {
+        tx->gsoSends++;
+        tx->segments += k;
+        continue;
+      }
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return false;
+      if (err != EIO && err != EINVAL && err != ENOPROTOOPT && err != EOPNOTSUPP) {
+        tx->errors += k;  // EMSGSIZE, ENETUNREACH, ...: these datagrams are lost
+        continue;
+      }
+      gsoErr = err;  // the kernel would not segment: send them one by one below
+    }
+    for (unsigned j = 0; j < k; j++) SetMsg(j, &t_segIovs[2 * j], 2, dst);
+    unsigned sent;
+    int lastErr = 0;
+    if (SendAllMmsg(fd, k, &tx->errors, &sent, &lastErr) < k) return false;
+    tx->segments += sent;
+    // EIO: no checksum offload on the way out, or a transform; it will not get better. EINVAL
+    // could also mean a segment too big for the route's MTU: then the single sends failed as well
+    // (EMSGSIZE) and UDP_SEGMENT is not to blame, so keep using it.
+    if (gsoErr == EIO || gsoErr == ENOPROTOOPT || gsoErr == EOPNOTSUPP ||
+        (gsoErr == EINVAL && sent > 0)) {
+      g_udpSegmentOff.store(true, std::memory_order_relaxed);
+    }
+  }
+  return true;
+}
+
+// sendVxlanBatch(fds, buf, offsets, lens, dstAddrs, hashes, start, count, vni, dstPort)
+//   -> entries consumed
+//
+// Entry i (for i in [start, start + count)) is buf[offsets[i], + lens[i]):
+//
+//   [ virtio_net_hdr_v1 (12) ][ inner Ethernet frame ]
+//
+// and goes to dstAddrs[i]:dstPort from socket fds[hashes[i] % fds.length], each datagram being
+// [ VXLAN header: 0x08 0 0 0 | VNI (24 bits) | 0 ][ inner packet ]. By gso_type:
+//   * TCPV4, TCPV6, UDP_L4: segmented (offload.h: BuildSegment), sent with one sendmsg with a
+//     UDP_SEGMENT cmsg per <= 64 segments (sendmmsg of single datagrams when UDP_SEGMENT fails).
+//   * NONE: one datagram; with NEEDS_CSUM its checksum is completed first. Consecutive such
+//     entries for one socket share a sendmmsg.
+//   * anything else (UFO), malformed frames, offsets outside buf: counted in sendErrors, consumed.
+// `buf` is only read. Stops at EAGAIN; returns how many entries were consumed (sent or dropped).
+Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "sendVxlanBatch";
+  int32_t* fds;
+  uint8_t* buf;
+  uint32_t *offsets, *lens, *dstAddrs, *hashes;
+  size_t fdsLen, bufLen, offsetsLen, lensLen, addrsLen, hashesLen;
+  uint32_t start, count, vni, dstPort;
+  if (!ArgTyped(info, 0, fn, "fds", napi_int32_array, "Int32Array", &fds, &fdsLen) ||
+      !ArgTyped(info, 1, fn, "buf", napi_uint8_array, "Uint8Array", &buf, &bufLen) ||
+      !ArgTyped(info, 2, fn, "offsets", napi_uint32_array, "Uint32Array", &offsets, &offsetsLen) ||
+      !ArgTyped(info, 3, fn, "lens", napi_uint32_array, "Uint32Array", &lens, &lensLen) ||
+      !ArgTyped(info, 4, fn, "dstAddrs", napi_uint32_array, "Uint32Array", &dstAddrs,
+                &addrsLen) ||
+      !ArgTyped(info, 5, fn, "hashes", napi_uint32_array, "Uint32Array", &hashes, &hashesLen)) {
+    return env.Undefined();
+  }
+  size_t minLen = offsetsLen;
+  if (lensLen < minLen) minLen = lensLen;
+  if (addrsLen < minLen) minLen = addrsLen;
+  if (hashesLen < minLen) minLen = hashesLen;
+  if (!ArgRange(info, 6, fn, minLen, &start, &count) ||
+      !ArgUint(info, 8, fn, "vni", 16777215.0, &vni) ||
+      !ArgUint(info, 9, fn, "dstPort", 65535.0, &dstPort)) {
+    return env.Undefined();
+  }
+  if (fdsLen == 0) return ThrowRange(env, "sendVxlanBatch: fds is empty");
+  for (size_t j = 0; j < fdsLen; j++) {
+    if (fds[j] < 0) return ThrowRange(env, "sendVxlanBatch: fds holds a negative fd");
+  }
+
+  VxlanTx tx;
+  tx.fds = fds;
+  tx.nfds = static_cast<uint32_t>(fdsLen);
+  tx.dstPort = static_cast<uint16_t>(dstPort);
+  const uint8_t vx[podwire::kVxlanLen] = {0x08, 0, 0, 0, static_cast<uint8_t>(vni >> 16),
+                                         static_cast<uint8_t>(vni >> 8),
+                                         static_cast<uint8_t>(vni), 0};
+  memcpy(tx.vxlan, vx, sizeof vx);
+
+  uint32_t stopAt = count;  // first entry not consumed, if we stop early
+  bool stopped = false;
+  uint32_t i = 0;
+  for (; i < count && !stopped; i++) {
+    const uint32_t idx = start + i;
+    const uint32_t off = offsets[idx], len = lens[idx];
+    if (!InBounds(off, len, bufLen) || len < podwire::kVnetLen + podwire::kEthLen) {
+      // Send what is batched first, so that an EAGAIN there cannot make us count this twice.
+      if (!FlushPlain(&tx, &stopAt)) {
+        stopped = true;
+        break;
+      }
+      tx.errors++;
+      continue;
+    }
+    const uint8_t* entry = buf + off;
+    const podwire::VnetView vh = podwire::ReadVnet(entry);
+    const uint8_t* frame = entry + podwire::kVnetLen;
+    const uint32_t flen = len - podwire::kVnetLen;
+    const int fd = fds[hashes[idx] % tx.nfds];
+    const uint8_t gsoType = vh.gsoType & static_cast<uint8_t>(~podwire::kGsoEcn);
+
+    if (gsoType == podwire::kGsoNone) {
+      // A single datagram, which may join the pending sendmmsg batch.
+      uint32_t csumAt = 0;
+      if (vh.flags & podwire::kVnetFNeedsCsum) {
+        csumAt = static_cast<uint32_t>(vh.csumStart) + vh.csumOffset;
+        if (csumAt + 2 > flen) {
+          if (!FlushPlain(&tx, &stopAt)) {
+            stopped = true;
+            break;
+          }
+          tx.errors++;
+          continue;
+        }
+      }
+      if (tx.k == kBatch || (tx.k > 0 && fd != tx.batchFd)) {
+        if (!FlushPlain(&tx, &stopAt)) {
+          stopped = true;
+          break;
+        }
+      }
+      const unsigned j = tx.k;
+      struct iovec* iov = t_plainIovs[j];
+      iov[0].iov_base = tx.vxlan;
+      iov[0].iov_len = podwire::kVxlanLen;
+      size_t niov;
+      if (vh.flags & podwire::kVnetFNeedsCsum) {
+        podwire::StoreHost16(t_plainCsum[j], podwire::CompleteCsum(frame, flen, vh.csumStart));
+        iov[1].iov_base = const_cast<uint8_t*>(frame);
+        iov[1].iov_len = csumAt;
+        iov[2].iov_base = t_plainCsum[j];
+        iov[2].iov_len = 2;
+        iov[3].iov_base = const_cast<uint8_t*>(frame + csumAt + 2);
+        iov[3].iov_len = flen - csumAt - 2;
+        niov = 4;
+      } else {
+        iov[1].iov_base = const_cast<uint8_t*>(frame);
+        iov[1].iov_len = flen;
+        niov = 2;
+      }
+      memset(&t_addrs[j], 0, sizeof t_addrs[j]);
+      t_addrs[j].sin_family = AF_INET;
+      t_addrs[j].sin_addr.s_addr = htonl(dstAddrs[idx]);
+      t_addrs[j].sin_port = htons(tx.dstPort);
+      SetMsg(j, iov, niov, &t_addrs[j]);
+      t_plainEntry[j] = i;
+      tx.batchFd = fd;
+      tx.k++;
+      continue;
+    }
+
+    // A super-frame: keep the order of the wire by sending what is batched first.
+    if (!FlushPlain(&tx, &stopAt)) {
+      stopped = true;
+      break;
+    }
+    podwire::SegPlan plan;
+    if (!podwire::PlanSegments(frame, flen, gsoType, vh.gsoSize, &plan) ||
+        podwire::kVxlanLen + plan.hl + (plan.nseg > 1 ? plan.mss : plan.pay) > kMaxUdpPayload) {
+      tx.errors++;
+      continue;
+    }
+    struct sockaddr_in dst;
+    memset(&dst, 0, sizeof dst);
+    dst.sin_family = AF_INET;
+    dst.sin_addr.s_addr = htonl(dstAddrs[idx]);
+    dst.sin_port = htons(tx.dstPort);
+    if (!SendSegments(&tx, plan, fd, &dst)) {
+      stopAt = i;
+      stopped = true;
+      break;
+    }
+  }
+  if (!stopped && !FlushPlain(&tx, &stopAt)) stopped = true;
+
+  g_sendErrors.fetch_add(tx.errors, std::memory_order_relaxed);
+  g_vxlanSegments.fetch_add(tx.segments, std::memory_order_relaxed);
+  g_vxlanGsoSends.fetch_add(tx.gsoSends, std::memory_order_relaxed);
+  return Napi::Number::New(env, stopped ? stopAt : count);
+}
+
+// ---- recvVxlanBatch -------------------------------------------------------------------------
+//
+// Datagrams are received into per-thread, per-socket scratch buffers of 64 KiB, one per
+// recvmmsg message, because with UDP_GRO one message may hold up to 64 datagrams:
+//
+//   buffer j (len[j] bytes, gso[j] from the UDP_GRO cmsg):
+//     [ datagram 0: gso bytes ][ datagram 1: gso bytes ] ... [ last: <= gso bytes ]
+//
+// and are then copied out, one inner frame per JS slot, coalescing TCP segments on the way:
+//
+//   slot: [ headroom ][ VXLAN header 8 ][ virtio_net_hdr_v1 12 ][ inner Ethernet frame ]
+//                     '-------------------- lens[i] = 8 + 12 + frame length -----------'
+//
+// Because one buffer can yield more frames than the caller has slots, datagrams that did not fit
+// stay in the scratch ("pending") until the next call on the same fd. The fd may then no longer
+// be readable although frames wait here: a caller must call again whenever a call returned
+// maxFrames (as with any batch read that filled its batch), before waiting for readability.
+
+constexpr unsigned kRecvBufs = 64;
+constexpr uint32_t kRecvBufSize = 65536;  // a UDP payload (GRO'd or not) is below 64 KiB
+constexpr unsigned kMaxRecvCtx = 8;       // receive sockets one thread may use at a time
+
+struct RecvCtx {
+  int fd = -1;
+  std::unique_ptr<uint8_t[]> mem{new uint8_t[static_cast<size_t>(kRecvBufs) * kRecvBufSize]};
+  struct mmsghdr msgs[kRecvBufs];
+  struct iovec iovs[kRecvBufs];
+  struct sockaddr_in addrs[kRecvBufs];
+  alignas(struct cmsghdr) uint8_t ctrl[kRecvBufs][CMSG_SPACE(sizeof(int))];
+  // What the last recvmmsg returned: buffers [cur, n) are not yet handed out, and the next
+  // datagram starts at offset `off` of buffer `cur`.
+  unsigned n = 0, cur = 0;
+  uint32_t off = 0;
+  uint32_t len[kRecvBufs];
+  uint16_t gso[kRecvBufs];   // 0: the buffer is one datagram
+  bool trunc[kRecvBufs];
+  uint32_t src[kRecvBufs];
+  uint16_t sport[kRecvBufs];
+
+  bool Pending() const { return cur < n; }
+};
+
+thread_local std::unique_ptr<RecvCtx> t_recv[kMaxRecvCtx];
+
+// The context for fd: its own, else one holding nothing (reused; 4 MiB each), else a new one.
+// nullptr when every context holds another socket's pending datagrams.
+RecvCtx* RecvContext(int fd) {
+  RecvCtx* idle = nullptr;
+  for (auto& c : t_recv) {
+    if (c && c->fd == fd) return c.get();
+  }
+  for (auto& c : t_recv) {
+    if (c && !c->Pending()) {
+      idle = c.get();
+      break;
+    }
+  }
+  if (idle == nullptr) {
+    for (auto& c : t_recv) {
+      if (!c) {
+        c.reset(new RecvCtx());
+        idle = c.get();
+        break;
+      }
+    }
+  }
+  if (idle == nullptr) return nullptr;
+  idle->fd = fd;
+  idle->n = idle->cur = 0;
+  idle->off = 0;
+  int one = 1;
+  (void)setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one);  // best effort; see enableUdpGro
+  return idle;
+}
+
+// closeFd forgets the fd's pending datagrams (on this thread), so that a new socket that reuses
+// the number does not receive them.
+void ForgetRecvContext(int fd) {
+  for (auto& c : t_recv) {
+    if (c && c->fd == fd) {
+      c->fd = -1;
+      c->n = c->cur = 0;
+      c->off = 0;
+    }
+  }
+}
+
+// recvVxlanBatch(fd, buf, firstSlot, slotSize, headroom, maxFrames, lens, srcAddrs) -> slots used
+// See the layout above. lens[i] is 8 + 12 + the inner frame's length, or -1 for a datagram that
+// was dropped (longer than the slot, truncated, or too short to hold VXLAN + Ethernet); srcAddrs[i]
+// is the underlay sender (host-order IPv4). The vnet header says:
+//   * {NEEDS_CSUM, TCPV4, hdr_len, gso_size, csum_start, csum_offset 16}: a coalesced super-frame;
+//   * {DATA_VALID}: an IPv4/TCP segment passed alone whose checksums were verified;
+//   * all zero: anything else, including a TCP segment whose checksum is wrong.
+Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* fn = "recvVxlanBatch";
+  int fd;
+  uint8_t* buf;
+  size_t bufLen;
+  int32_t* lens;
+  uint32_t* srcAddrs;
+  size_t lensLen, addrsLen;
+  Slots s;
+  if (!ArgFd(info, 0, fn, &fd) ||
+      !ArgTyped(info, 1, fn, "buf", napi_uint8_array, "Uint8Array", &buf, &bufLen) ||
+      !ArgSlots(info, 2, fn, bufLen, &s) ||
+      !ArgTyped(info, 6, fn, "lens", napi_int32_array, "Int32Array", &lens, &lensLen) ||
+      !ArgTyped(info, 7, fn, "srcAddrs", napi_uint32_array, "Uint32Array", &srcAddrs,
+                &addrsLen)) {
+    return env.Undefined();
+  }
+  if (s.maxFrames > lensLen || s.maxFrames > addrsLen) {
+    return ThrowRange(env, "recvVxlanBatch: maxFrames (" + std::to_string(s.maxFrames) +
+                               ") exceeds the length of lens or srcAddrs");
+  }
+  RecvCtx* ctx = RecvContext(fd);
+  if (ctx == nullptr) {
+    return ThrowErrno(env, FdWhat(fn, fd), EBUSY,
+                      "more than 8 receive sockets hold pending datagrams on this thread");
+  }
+
+  using podwire::kVnetLen;
+  using podwire::kVxlanLen;
+  const uint32_t room = s.slotSize - s.headroom;  // for VXLAN + vnet + frame
+  const uint32_t frameRoom = room > kVxlanLen + kVnetLen ? room - kVxlanLen - kVnetLen : 0;
+  uint32_t produced = 0;
+  bool drained = false;  // recvmmsg returned less than asked: do not ask again in this call
+  podwire::Run run;
+  bool runOpen = false;
+  uint32_t runSlot = 0;
+  uint64_t superFrames = 0, coalesced = 0, csumErrors = 0;
+
+  auto finishRun = [&]() {
+    uint32_t flen = podwire::RunFinish(run);
+    lens[runSlot] = static_cast<int32_t>(kVxlanLen + kVnetLen + flen);
+    if (run.count > 1) {
+      superFrames++;
+      coalesced += run.count;
+    }
+    runOpen = false;
+  };
+
+  for (;;) {
+    if (!ctx->Pending()) {
+      if (drained || produced >= s.maxFrames) break;
+      // Each buffer yields at least one slot, so never ask for more buffers than free slots.
+      unsigned want = s.maxFrames - produced < kRecvBufs ? s.maxFrames - produced : kRecvBufs;
+      for (unsigned j = 0; j < want; j++) {
+        ctx->iovs[j].iov_base = ctx->mem.get() + static_cast<size_t>(j) * kRecvBufSize;
+        ctx->iovs[j].iov_len = kRecvBufSize;
+        struct msghdr& h = ctx->msgs[j].msg_hdr;
+        h.msg_name = &ctx->addrs[j];
+        h.msg_namelen = sizeof ctx->addrs[j];
+        h.msg_iov = &ctx->iovs[j];
+        h.msg_iovlen = 1;
+        h.msg_control = ctx->ctrl[j];
+        h.msg_controllen = sizeof ctx->ctrl[j];
+        h.msg_flags = 0;
+        ctx->msgs[j].msg_len = 0;
+      }
+      int r = recvmmsg(fd, ctx->msgs, want, MSG_DONTWAIT, nullptr);
+      if (r < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) break;
+        if (produced == 0 && !runOpen) return ThrowErrno(env, FdWhat(fn, fd), err);
+        break;  // reported by the next call
+      }
+      for (int j = 0; j < r; j++) {
+        struct msghdr& h = ctx->msgs[j].msg_hdr;
+        ctx->len[j] = ctx->msgs[j].msg_len;
+        ctx->trunc[j] = (h.msg_flags & MSG_TRUNC) != 0;
+        ctx->gso[j] = 0;
+        for (struct cmsghdr* cm = CMSG_FIRSTHDR(&h); cm != nullptr; cm = CMSG_NXTHDR(&h, cm)) {
+          if (cm->cmsg_level == SOL_UDP && cm->cmsg_type == UDP_GRO &&
+              cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+            int g;
+            memcpy(&g, CMSG_DATA(cm), sizeof g);
+            if (g > 0 && g < static_cast<int>(kRecvBufSize)) ctx->gso[j] = static_cast<uint16_t>(g);
+          }
+        }
+        if (h.msg_namelen >= sizeof(struct sockaddr_in) && ctx->addrs[j].sin_family == AF_INET) {
+          ctx->src[j] = ntohl(ctx->addrs[j].sin_addr.s_addr);
+          ctx->sport[j] = ntohs(ctx->addrs[j].sin_port);
+        } else {
+          ctx->src[j] = 0;
+          ctx->sport[j] = 0;
+        }
+      }
+      ctx->n = static_cast<unsigned>(r);
+      ctx->cur = 0;
+      ctx->off = 0;
+      if (static_cast<unsigned>(r) < want) drained = true;
+      continue;
+    }
+
+    // The next datagram: d[0, dlen) from src:sport.
+    const unsigned j = ctx->cur;
+    const uint8_t* d = ctx->mem.get() + static_cast<size_t>(j) * kRecvBufSize + ctx->off;
+    uint32_t dlen = ctx->len[j] - ctx->off;
+    if (ctx->gso[j] != 0 && !ctx->trunc[j] && dlen > ctx->gso[j]) dlen = ctx->gso[j];
+    const uint32_t src = ctx->src[j];
+    const uint16_t sport = ctx->sport[j];
+    const bool bad = ctx->trunc[j] || dlen < kVxlanLen + podwire::kEthLen;
+    const uint8_t* inner = d + kVxlanLen;
+    const uint32_t innerLen = bad ? 0 : dlen - kVxlanLen;
+    podwire::TcpSeg seg;
+    const bool tcp = !bad && podwire::InspectTcp4(inner, innerLen, &seg);
+    if (tcp && !seg.csumOk) csumErrors++;
+
+    bool joined = false;
+    if (runOpen) {
+      if (tcp && podwire::RunCanJoin(run, d, inner, seg, src, sport)) {
+        podwire::RunJoin(&run, inner, seg);
+        joined = true;
+      } else {
+        finishRun();
+      }
+    }
+    if (!joined) {
+      if (produced >= s.maxFrames) {
+        // No slot left for this datagram: it stays pending, and its checksum error (if any) is
+        // counted when it is handed out.
+        if (tcp && !seg.csumOk) csumErrors--;
+        break;
+      }
+      uint8_t* slot = buf + (static_cast<size_t>(s.firstSlot) + produced) * s.slotSize +
+                      s.headroom;
+      srcAddrs[produced] = src;
+      if (bad || innerLen > frameRoom) {
+        lens[produced] = -1;
+      } else {
+        memcpy(slot, d, kVxlanLen);
+        memcpy(slot + kVxlanLen + kVnetLen, inner, innerLen);
+        if (tcp && seg.mergeable) {
+          podwire::RunStart(&run, slot, frameRoom, seg, src, sport);
+          runOpen = true;
+          runSlot = produced;
+        } else {
+          podwire::WriteVnet(slot + kVxlanLen, tcp && seg.csumOk ? podwire::kVnetFDataValid : 0,
+                             podwire::kGsoNone, 0, 0, 0, 0);
+          lens[produced] = static_cast<int32_t>(kVxlanLen + kVnetLen + innerLen);
+        }
+      }
+      produced++;
+    }
+    // Step past the datagram.
+    if (ctx->trunc[j] || ctx->off + dlen >= ctx->len[j]) {
+      ctx->cur++;
+      ctx->off = 0;
+    } else {
+      ctx->off += dlen;
+    }
+  }
+  if (runOpen) finishRun();
+
+  g_vxlanSuperFrames.fetch_add(superFrames, std::memory_order_relaxed);
+  g_vxlanCoalesced.fetch_add(coalesced, std::memory_order_relaxed);
+  g_vxlanCsumErrors.fetch_add(csumErrors, std::memory_order_relaxed);
+  return Napi::Number::New(env, produced);
+}
+
+// stats() -> {writeErrors, sendErrors, vxlanSegments, vxlanGsoSends, vxlanSuperFrames,
+//             vxlanCoalesced, vxlanCsumErrors, udpSegment}
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("writeErrors",
-        Napi::Number::New(env, static_cast<double>(g_writeErrors.load(std::memory_order_relaxed))));
-  o.Set("sendErrors",
-        Napi::Number::New(env, static_cast<double>(g_sendErrors.load(std::memory_order_relaxed))));
+  auto set = [&](const char* name, const std::atomic<uint64_t>& c) {
+    o.Set(name, Napi::Number::New(env, static_cast<double>(c.load(std::memory_order_relaxed))));
+  };
+  set("writeErrors", g_writeErrors);
+  set("sendErrors", g_sendErrors);
+  set("vxlanSegments", g_vxlanSegments);
+  set("vxlanGsoSends", g_vxlanGsoSends);
+  set("vxlanSuperFrames", g_vxlanSuperFrames);
+  set("vxlanCoalesced", g_vxlanCoalesced);
+  set("vxlanCsumErrors", g_vxlanCsumErrors);
+  o.Set("udpSegment", Napi::Boolean::New(env, !g_udpSegmentOff.load(std::memory_order_relaxed)));
   return o;
 }
 
@@ -852,6 +1578,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendBatch", Napi::Function::New<SendBatch>(env, "sendBatch"));
   exports.Set("FdWatcher", FdWatcher::Define(env));
   exports.Set("stats", Napi::Function::New<Stats>(env, "stats"));
+  exports.Set("setOffload", Napi::Function::New<SetOffload>(env, "setOffload"));
+  exports.Set("getIfMtu", Napi::Function::New<GetIfMtu>(env, "getIfMtu"));
+  exports.Set("enableUdpGro", Napi::Function::New<EnableUdpGro>(env, "enableUdpGro"));
+  exports.Set("openUdpSender", Napi::Function::New<OpenUdpSender>(env, "openUdpSender"));
+  exports.Set("sendVxlanBatch", Napi::Function::New<SendVxlanBatch>(env, "sendVxlanBatch"));
+  exports.Set("recvVxlanBatch", Napi::Function::New<RecvVxlanBatch>(env, "recvVxlanBatch"));
   return exports;
 }
 

@@ -41,6 +41,8 @@ import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
 import { compilePolicies, type CompiledPolicy } from '../policy/compiler.ts';
 import type { ClusterView } from '../policy/model.ts';
 import { TraceSession, type TraceFilter, type TraceRecord } from '../dataplane/trace.ts';
+import { Metrics } from '../metrics/metrics.ts';
+import { PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_IPV4, writeSyntheticUdpIpv4 } from '../io/pcap.ts';
 import { emitIpv4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
 import { emitTcp } from '../wire/tcp.ts';
 import { emitUdp } from '../wire/udp.ts';
@@ -73,6 +75,8 @@ export interface DaemonOptions {
   /** Write connection events as JSON lines here ('-' = stdout). */
   flowLog?: string;
   flowLogPerSecond?: number;
+  /** Prometheus endpoint, host:port ('' = none). Defaults to the node's loopback, 127.0.0.1:9402. */
+  metricsAddr?: string;
   log?: (line: string) => void;
 }
 
@@ -184,6 +188,7 @@ export class Daemon {
     const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
     hw.start(); this.watchers.push(hw);
 
+    await this.startMetrics();
     await this.steerNodePorts();
     await this.applyObjects(objs);
     this.timers.push(setInterval(() => this.fdb.sweep(Date.now()), 10_000));
@@ -233,11 +238,113 @@ export class Daemon {
   }
   private nodePortsSteered = false;
 
+  private metrics?: Metrics;
+  metricsPort = 0;
+  /** Policy verdict counts carried across recompilations (rule ids change; names don't). */
+  private readonly policyHitTotals = new Map<string, number>();
+
+  private async startMetrics(): Promise<void> {
+    const addr = this.opts.metricsAddr ?? '127.0.0.1:9402';
+    if (!addr) return;
+    const i = addr.lastIndexOf(':');
+    const host = addr.slice(0, i), port = Number(addr.slice(i + 1));
+    this.metrics = new Metrics({
+      node: this.self.name,
+      counters: this.counters,
+      portLabels: () => this.ports.attached().map((p) => ({ port: p, label: this.ports.label[p], kind: p === OVERLAY_PORT ? 'overlay' : p === HOST_PORT ? 'host' : 'pod' })),
+      services: () => (this.servicesView() as { servicePort: string; backends: { address: string; pod?: string; selections: number }[] }[]).map((v) => ({ key: v.servicePort, backends: v.backends })),
+      conntrack: () => ({ entries: this.ct.size, capacity: this.ct.capacity, evictions: this.ct.evictions, expired: this.ct.expired }),
+      policyVerdicts: () => this.policyVerdicts(),
+      batchSizeHistogram: () => {
+        const le = [1, 2, 4, 8, 16, 32, 64];
+        return { le, counts: Array.from(this.dp.batchSizes.subarray(0, 7)), sum: this.counters.batchFrames, count: this.counters.batches };
+      },
+    });
+    try {
+      this.metricsPort = await this.metrics.listen(host, port);
+    } catch (e) {
+      this.log(`metrics endpoint not started: ${(e as Error).message}`);
+      this.metrics = undefined;
+    }
+  }
+
+  /** Fold the data plane's per-rule counters into totals keyed by policy name (before a recompile). */
+  private foldPolicyHits(): void {
+    const hits = this.dp.policyRuleHits;
+    if (!this.compiled) return;
+    for (let id = 0; id < hits.length; id++) {
+      if (hits[id] === 0) continue;
+      let r;
+      try { r = this.compiled.ruleInfo(id); } catch { hits[id] = 0; continue; }
+      const key = `${r.namespace}/${r.name}|${r.direction}|${r.ruleIndex}`;
+      this.policyHitTotals.set(key, (this.policyHitTotals.get(key) ?? 0) + hits[id]);
+      hits[id] = 0;
+    }
+  }
+
+  private policyVerdicts(): { policy: string; direction: string; rule: number; verdict: 'allow' | 'deny'; count: number }[] {
+    this.foldPolicyHits();
+    const out: { policy: string; direction: string; rule: number; verdict: 'allow' | 'deny'; count: number }[] = [];
+    for (const [k, count] of this.policyHitTotals) {
+      const [policy, direction, rule] = k.split('|');
+      out.push({ policy, direction, rule: Number(rule), verdict: 'allow', count });
+    }
+    out.push({ policy: '(isolation, no rule matched)', direction: 'Egress', rule: -1, verdict: 'deny', count: this.dp.policyDenied[0] });
+    out.push({ policy: '(isolation, no rule matched)', direction: 'Ingress', rule: -1, verdict: 'deny', count: this.dp.policyDenied[1] });
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Capture.
+  // ---------------------------------------------------------------------------------------------
+
+  private captureState?: { writer: PcapWriter; port: number; overlay: boolean; file: string };
+
+  /**
+   * Capture a pod's port (Ethernet frames, both directions) or the overlay (datagrams with their
+   * outer IPv4/UDP headers, or with `decap` the inner Ethernet frames) to a pcap file, for at most
+   * `count` packets or `seconds`. Returns when done, with what was written.
+   */
+  async capture(req: { pod?: string; overlay?: boolean; decap?: boolean; file: string; count?: number; seconds?: number }): Promise<{ file: string; packets: number; dropped: number }> {
+    if (this.captureState) throw new Error('a capture is already running on this node');
+    const count = Math.min(req.count ?? 1000, 1_000_000), seconds = Math.min(req.seconds ?? 10, 600);
+    let port = -1;
+    if (!req.overlay) {
+      const st = this.local.get(req.pod ?? '');
+      if (!st) throw new Error(`no pod ${req.pod} on node ${this.self.name}`);
+      port = st.port;
+    }
+    const linkType = req.overlay && !req.decap ? LINKTYPE_IPV4 : LINKTYPE_ETHERNET;
+    const writer = new PcapWriter(req.file, linkType, { maxPackets: count });
+    this.captureState = { writer, port, overlay: !!req.overlay, file: req.file };
+    const selfIp = ipToU32(this.self.internalIP);
+    if (req.overlay) {
+      const inner = this.dp.innerOffset;
+      this.dp.captureOverlay = (slab, slot, len, src) => {
+        const off = slab.frameOffset(slot);
+        if (req.decap) { if (len > inner) writer.write(slab.u8, off + inner, len - inner); return; }
+        // The socket gives the VXLAN payload; put back outer IPv4/UDP headers (in the headroom).
+        const n = writeSyntheticUdpIpv4(slab.u8, off - 28, src, selfIp, slab.srcPorts[slot], this.opts.vxlanPort, slab.u8, off, len);
+        if (n) writer.write(slab.u8, off - 28, n);
+      };
+    } else {
+      this.dp.capture = writer;
+      this.dp.capturePort = port;
+    }
+    const deadline = Date.now() + seconds * 1000;
+    while (Date.now() < deadline && writer.packets < count && !writer.done) await new Promise((r) => setTimeout(r, 50));
+    this.dp.capturePort = -1; this.dp.capture = undefined; this.dp.captureOverlay = undefined;
+    this.captureState = undefined;
+    await writer.close();
+    return { file: req.file, packets: writer.packets, dropped: writer.dropped };
+  }
+
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
   get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    await this.metrics?.close().catch(() => undefined);
     this.server?.close();
     for (const key of [...this.local.keys()]) await this.deleteLocalPod(key).catch((e) => this.log(String(e)));
     for (const w of this.watchers) w.stop();
@@ -317,6 +424,12 @@ export class Daemon {
     for (let k = 0; k < tx.touchedCount; k++) {
       const p = tx.touched[k], start = tx.groupStart[p], n = tx.groupEnd[p] - start;
       if (ports.kind[p] === PortKind.Free) { for (let i = 0; i < n; i++) c.drop(p, Drop.UnknownPort); continue; }
+      if (p === this.dp.capturePort) for (let i = start; i < start + n; i++) this.dp.capture!.write(u8, tx.sortedOff[i], tx.sortedLen[i]);
+      if (p === OVERLAY_PORT && this.captureState?.overlay) {
+        const w = this.captureState.writer, decap = this.captureState.writer && false;
+        void decap;
+        for (let i = start; i < start + n; i++) w.write(u8, tx.sortedOff[i], tx.sortedLen[i]);
+      }
       const done = p === OVERLAY_PORT
         ? this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n)
         : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
@@ -495,6 +608,7 @@ export class Daemon {
    */
   protected onClusterChange(): void {
     if (this.policies.size === 0) {
+      this.foldPolicyHits();
       if (this.dp.policy) { this.dp.policy = undefined; this.dp.policyGeneration++; }
       this.compiled = undefined;
       return;
@@ -503,6 +617,7 @@ export class Daemon {
     const view = this.policyView();
     try {
       const compiled = compilePolicies(view);
+      this.foldPolicyHits();
       this.compiled = compiled;
       this.dp.policy = compiled;
       this.dp.policyGeneration++;
@@ -878,6 +993,8 @@ export class Daemon {
           };
           return { ok: true, result: await this.traceReal(filter, r.count ?? 10, r.seconds ?? 10) };
         }
+        case 'capture': return { ok: true, result: await this.capture(req as unknown as Parameters<Daemon['capture']>[0]) };
+        case 'metrics': return { ok: true, result: { port: this.metricsPort } };
         case 'inject': return { ok: true, result: this.injectSynthetic(req as unknown as Parameters<Daemon['injectSynthetic']>[0]) };
         default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
       }

@@ -108,6 +108,19 @@ export class Dataplane {
    * chooses is kept (no FDB learning, no round-robin advance, no conntrack entry).
    */
   dryRun = false;
+  /** Connections allowed per policy rule id, and denied per direction (for metrics). */
+  readonly policyRuleHits = new Float64Array(1 << 16);
+  readonly policyDenied = new Float64Array(2);
+  /** Frames per batch, for the batch-size histogram (bucket by power of two, 1..64). */
+  readonly batchSizes = new Float64Array(8);
+  /**
+   * Capture: a port number whose frames (both directions) go to `capture`, or -1. The daemon also
+   * writes the frames it transmits on that port.
+   */
+  capturePort = -1;
+  capture?: { write(u8: Uint8Array, off: number, len: number): boolean };
+  /** Capture of the overlay: datagrams as received (with synthetic outer headers) or decapsulated. */
+  captureOverlay?: (slab: FrameSlab, slot: number, len: number, src: number) => void;
   /** Largest inner IPv4 packet the overlay can carry: underlay MTU − 50. */
   overlayMtu: number;
   /** Pod ports, dense, for flooding (rebuilt by the control plane on attach/detach). */
@@ -164,6 +177,7 @@ export class Dataplane {
       c.rxBytes[inPort] += len;
       this.tracing = false;
       if (this.trace !== undefined) this.traceStart(slab, inPort, off, len);
+      if (this.capturePort === inPort) this.capture!.write(slab.u8, off, len);
       const verdict = this.ports.kind[inPort] === PortKind.Pod
         ? this.fromPod(slab, inPort, off, len, tx)
         : this.fromHost(slab, off, len, tx);
@@ -181,6 +195,7 @@ export class Dataplane {
       c.rxPackets[OVERLAY_PORT]++;
       if (len < 0) { c.drop(OVERLAY_PORT, Drop.VxlanTruncated); continue; }
       c.rxBytes[OVERLAY_PORT] += len;
+      if (this.captureOverlay !== undefined) this.captureOverlay(slab, i, len, slab.srcAddrs[i]);
       this.tracing = false;
       this.csumPartial = false; this.gsoSize = 0;
       if (this.vnet && len >= VXLAN_HEADER_LEN + VNET_HDR_LEN) this.readVnet(slab.dv, slab.frameOffset(i) + VXLAN_HEADER_LEN);
@@ -204,6 +219,7 @@ export class Dataplane {
     this.nowMs = nowMs;
     const c = this.counters;
     c.batches++; c.batchFrames += count;
+    this.batchSizes[count <= 1 ? 0 : 32 - Math.clz32(count - 1)]++;
     // Refill the ICMP error budget (a token bucket, as Linux's icmp_ratelimit does).
     const rate = this.cfg.icmpErrorsPerSecond ?? 1000;
     if (nowMs - this.icmpLastRefillMs >= 100) {
@@ -400,14 +416,18 @@ export class Dataplane {
     if (idx >= 0) {
       const dir = ct.lastDir;
       if (this.tracing) this.trace!.step('conntrack', `tracked connection #${idx}, ${dir === CtDir.Original ? 'original' : 'reply'} direction, ${CT_STATE_NAMES[ct.state[idx]] ?? ct.state[idx]}${ct.natFlags[idx] ? ', translated' : ''}`);
-      if (this.policy !== undefined && ct.policy[idx] !== this.policyGeneration) {
-        // Policy changed since this connection was allowed: judge it again, as its first packet
-        // would be judged now (the translated original direction).
-        if (!this.policyAllows(proto, ct.replyDst[idx], ct.replySrc[idx], ct.replySport[idx])) {
-          ct.delete(idx);
+      const gen = this.policyGeneration;
+      if (ct.policy[idx] !== gen) {
+        // The verdict was given under other policies (or none): judge the connection again, as its
+        // first packet would be judged now (the translated original direction). A denied
+        // connection keeps its entry, marked -generation, so packets from either end are dropped
+        // (deleting it would let the peer's next packet open a reversed, unchecked connection).
+        if (this.policy === undefined) ct.policy[idx] = gen;
+        else if (ct.policy[idx] === -gen) {
+          if (this.tracing) this.trace!.step('policy', 'connection denied by NetworkPolicy when policies last changed');
           return Drop.PolicyDenied;
-        }
-        ct.policy[idx] = this.policyGeneration;
+        } else if (this.policyAllows(proto, ct.replyDst[idx], ct.replySrc[idx], ct.replySport[idx])) ct.policy[idx] = gen;
+        else { ct.policy[idx] = -gen; return Drop.PolicyDenied; }
       }
       ct.update(idx, dir, this.l4Flags, this.l4Len, now);
       if (ct.natFlags[idx] !== 0) {
@@ -422,11 +442,15 @@ export class Dataplane {
     if (sp < 0) {
       // Not a Service: with NetworkPolicy in force, the first packet is classified and an allowed
       // connection tracked, so its later packets and its replies pass without a second look.
-      if (this.tracing) this.trace!.step('conntrack', 'no tracked connection: a new one');
-      if (this.trace !== undefined) this.trace.sawNewConnection = true;
-      if (this.policy === undefined) return Drop.None;
-      if (!this.policyAllows(proto, src, dst, dport)) { this.flow('denied', proto, src, dst, sport, dport, -1, -1); return Drop.PolicyDenied; }
-      if (this.dryRun) return Drop.None;
+      // Only a connection's first packet opens an entry: for TCP a SYN. A mid-stream segment with no
+      // entry (a connection older than the daemon) is judged on its own and not tracked, so it can
+      // never open a reversed entry that would let the other end's packets skip the policy.
+      const opening = proto !== IPPROTO_TCP || (this.l4Flags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST)) === TCP_SYN;
+      if (this.tracing) this.trace!.step('conntrack', opening ? 'no tracked connection: a new one' : 'no tracked connection, and not a SYN: judged alone, not tracked');
+      if (this.trace !== undefined && opening) this.trace.sawNewConnection = true;
+      if (this.policy !== undefined && !this.policyAllows(proto, src, dst, dport)) { if (opening) this.flow('denied', proto, src, dst, sport, dport, -1, -1); return Drop.PolicyDenied; }
+      if (this.dryRun || !opening) return Drop.None;
+      // Tracked even while no policy exists, so that the first policy to arrive can judge it.
       idx = ct.create(proto, src, dst, sport, dport, dst, src, dport, sport, now);
       ct.policy[idx] = this.policyGeneration;
       ct.update(idx, CtDir.Original, this.l4Flags, this.l4Len, now);
@@ -485,12 +509,14 @@ export class Dataplane {
     if (this.routes.localPort(src) >= 0) {
       const side = pol.classifyDirection(PolicyDir.Egress, src, dst, proto, dport);
       if (this.tracing) this.trace!.step('policy', `egress of ${this.describe(src)}: ${this.sideText(side, pol.lastEgressRule)}`);
-      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Egress; return false; }
+      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Egress; if (!this.dryRun) this.policyDenied[PolicyDir.Egress]++; return false; }
+      if (side === PolicySide.AllowedByRule && !this.dryRun && pol.lastEgressRule < 65536) this.policyRuleHits[pol.lastEgressRule]++;
     }
     if (this.routes.localPort(dst) >= 0) {
       const side = pol.classifyDirection(PolicyDir.Ingress, dst, src, proto, dport);
       if (this.tracing) this.trace!.step('policy', `ingress of ${this.describe(dst)}: ${this.sideText(side, pol.lastIngressRule)}`);
-      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Ingress; return false; }
+      if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Ingress; if (!this.dryRun) this.policyDenied[PolicyDir.Ingress]++; return false; }
+      if (side === PolicySide.AllowedByRule && !this.dryRun && pol.lastIngressRule < 65536) this.policyRuleHits[pol.lastIngressRule]++;
     }
     return true;
   }
