@@ -9,6 +9,8 @@
  *   podwire policy explain FROM TO PORT/PROTO             the static NetworkPolicy verdict and its reasons
  *   podwire trace [--pod P|--ip IP] [--proto P] [--port N] [--new] [--drops] [--count N] [--seconds S]
  *   podwire trace inject --from POD --to POD|IP [--proto P] [--port N]
+ *   podwire matrix [--ports 80/TCP,81/UDP] [--expected] [--json]   the connectivity truth table
+ *   podwire capture POD | --overlay [--node N] [--decap] [-w FILE] [--count N] [--seconds S]
  *   podwire apply -f FILE --socket PATH                   talk to one daemon directly
  *   podwire show status|counters|fdb --socket PATH
  */
@@ -20,6 +22,7 @@ import { daemonMain } from '../daemon/main.ts';
 import { adminRequest } from '../daemon/client.ts';
 import { labUp, labDown, loadLab, listLabs, labApply, labPods, findPod, probeTcp, type LabState, type LabPod } from '../lab/lab.ts';
 import { formatTrace, type TraceRecord } from '../dataplane/trace.ts';
+import { probeMatrix, expectedMatrix, formatMatrix, matrixMismatches, type MatrixProbe } from '../lab/matrix.ts';
 
 function readManifestArgs(files: string[] | undefined): { text: string; source: string }[] {
   const out: { text: string; source: string }[] = [];
@@ -233,6 +236,50 @@ async function trace(argv: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * podwire matrix [--ports 80/TCP,81/UDP] [--expected] [--json]
+ *   probes every pod from every pod with real connections and prints the truth table the way
+ *   Kubernetes' network-policy e2e tests do; --expected also asks the compiled policy for the static
+ *   verdicts and marks every cell where reality differs.
+ */
+async function matrix(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { name: { type: 'string' }, ports: { type: 'string' }, expected: { type: 'boolean' }, json: { type: 'boolean' }, timeout: { type: 'string' } } });
+  const s = loadLab(values.name);
+  const pods = await labPods(s);
+  const probes: MatrixProbe[] = (values.ports ?? '80/TCP').split(',').map((x) => {
+    const [port, proto = 'TCP'] = x.split('/');
+    const protocol = proto.toUpperCase();
+    if (protocol !== 'TCP' && protocol !== 'UDP') throw new Error(`--ports ${x}: TCP or UDP`);
+    return { port: Number(port), protocol };
+  });
+  const observed = await probeMatrix(s, pods, probes, { timeoutMs: values.timeout ? Number(values.timeout) : undefined });
+  const expected = values.expected ? await expectedMatrix(s, pods, probes) : undefined;
+  if (values.json) console.log(JSON.stringify({ observed, expected }, null, 2));
+  else console.log(formatMatrix(observed, { expected }));
+  return expected && matrixMismatches(observed, expected).length ? 1 : 0;
+}
+
+/** podwire capture POD|--overlay [--node N] [--decap] [-w FILE] [--count N] [--seconds S] */
+async function capture(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
+    name: { type: 'string' }, overlay: { type: 'boolean' }, node: { type: 'string' }, decap: { type: 'boolean' },
+    write: { type: 'string', short: 'w' }, count: { type: 'string' }, seconds: { type: 'string' } } });
+  const s = loadLab(values.name);
+  let nodeName = values.node, pod: string | undefined;
+  if (!values.overlay) {
+    const p = await findPod(s, positionals[0] ?? '');
+    nodeName = p.node; pod = `${p.namespace}/${p.name}`;
+  }
+  const node = s.nodes.find((n) => n.name === (nodeName ?? s.nodes[0].name));
+  if (!node) throw new Error(`no node ${nodeName}`);
+  const file = path.resolve(values.write ?? `podwire-${pod ? pod.replace('/', '-') : `${node.name}-overlay`}.pcap`);
+  const seconds = Number(values.seconds ?? 10);
+  console.error(`capturing ${pod ?? `the overlay of ${node.name}`} to ${file} for up to ${values.count ?? 1000} packets or ${seconds} s…`);
+  const res = await adminRequest<{ packets: number; dropped: number }>(node.socket, { op: 'capture', pod, overlay: values.overlay, decap: values.decap, file, count: Number(values.count ?? 1000), seconds }, (seconds + 5) * 1000);
+  console.log(`${res.packets} packet(s) written to ${file}${res.dropped ? ` (${res.dropped} dropped: the disk fell behind)` : ''}; read it with: tshark -r ${file}`);
+  return 0;
+}
+
 function normalizeKey(k: string): string {
   const [kind, ...rest] = k.split('/');
   const norm = { pod: 'Pod', pods: 'Pod', node: 'Node', nodes: 'Node', namespace: 'Namespace', ns: 'Namespace' }[kind.toLowerCase()] ?? kind;
@@ -245,6 +292,8 @@ async function main(argv: string[]): Promise<number> {
     case 'daemon': await daemonMain(argv.slice(1)); return -1;
     case 'lab': return lab(argv.slice(1));
     case 'trace': return trace(argv.slice(1));
+    case 'matrix': return matrix(argv.slice(1));
+    case 'capture': return capture(argv.slice(1));
     case 'policy':
       if (argv[1] !== 'explain') throw new Error('usage: podwire policy explain FROM TO PORT/PROTO');
       return lab(['explain', ...argv.slice(2)]);

@@ -77,6 +77,8 @@ export interface DaemonOptions {
   flowLogPerSecond?: number;
   /** Prometheus endpoint, host:port ('' = none). Defaults to the node's loopback, 127.0.0.1:9402. */
   metricsAddr?: string;
+  /** Super-frames on TAPs (virtio-net header, checksum and TSO offloads) when the kernel allows: 'auto', or 'off'. */
+  offload?: 'auto' | 'off';
   log?: (line: string) => void;
 }
 

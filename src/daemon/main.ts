@@ -3,7 +3,8 @@
  *
  *   podwire daemon --node node1 --manifests nodes.yaml [--cluster-cidr 10.244.0.0/16] [--vni 1]
  *                  [--vxlan-port 4789] [--netns-prefix pw-] [--admin-socket /run/podwire/node1.sock]
- *                  [--serve-ports] [--host-if podwire0] [--underlay-if eth1]
+ *                  [--serve-ports] [--host-if podwire0] [--underlay-if eth1] [--flow-log FILE|-]
+ *                  [--metrics-addr 127.0.0.1:9402] [--offload auto|off]
  *
  * The manifests must include this node's Node object (its pod CIDR and underlay address); other Node
  * objects make the rest of the cluster known. SIGTERM/SIGINT remove every pod this daemon created.
@@ -26,6 +27,9 @@ export async function daemonMain(argv: string[]): Promise<void> {
       'serve-ports': { type: 'boolean', default: false },
       'host-if': { type: 'string', default: 'podwire0' },
       'underlay-if': { type: 'string' },
+      'flow-log': { type: 'string' },
+      'metrics-addr': { type: 'string' },
+      offload: { type: 'string', default: 'auto' },
     },
     strict: true,
   });
@@ -39,6 +43,8 @@ export async function daemonMain(argv: string[]): Promise<void> {
     nodeName: values.node, manifestText, clusterCidr: values['cluster-cidr']!, vni, vxlanPort,
     netnsPrefix: values['netns-prefix']!, adminSocket: values['admin-socket'] ?? `/run/podwire/${values.node}.sock`,
     servePorts: values['serve-ports']!, hostIf: values['host-if']!, underlayIf: values['underlay-if'],
+    flowLog: values['flow-log'], metricsAddr: values['metrics-addr'],
+    offload: values.offload === 'off' ? 'off' : 'auto',
   });
   let stopping = false;
   const stop = async (sig: string) => {

@@ -29,7 +29,7 @@ const TSX_LOADER = path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs');
 const CLI = path.join(REPO_ROOT, 'src/cli/podwire.ts');
 
 export interface LabNode { name: string; netns: string; underlayIp: string; podCIDR: string; socket: string; log: string; pid?: number; overlay: 'podwire' | 'kernel' }
-export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number }
+export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number; offload?: 'auto' | 'off' }
 
 export interface LabUpOptions {
   nodes?: number;
@@ -40,6 +40,8 @@ export interface LabUpOptions {
   /** Node names whose overlay is the Linux kernel's own VXLAN (interop), e.g. ['node3']. */
   kernelNodes?: string[];
   servePorts?: boolean;
+  /** Super-frame offloads on the daemons' TAPs: 'auto' (default) or 'off' (plain frames). */
+  offload?: 'auto' | 'off';
   progress?: (line: string) => void;
 }
 
@@ -96,7 +98,7 @@ export async function labUp(o: LabUpOptions = {}): Promise<LabState> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const s: LabState = {
     prefix, dir, nodes: [], underlayNetns: `${prefix}-underlay`, extNetns: `${prefix}-ext`, extIp: '192.168.56.100',
-    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789,
+    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789, offload: o.offload ?? 'auto',
   };
   for (let i = 1; i <= count; i++) {
     const name = `node${i}`;
@@ -139,7 +141,9 @@ export async function labUp(o: LabUpOptions = {}): Promise<LabState> {
 async function startDaemon(s: LabState, n: LabNode, servePorts: boolean): Promise<number> {
   const args = [`--net=/run/netns/${n.netns}`, process.execPath, '--import', TSX_LOADER, CLI, 'daemon',
     '--node', n.name, '--manifests', path.join(s.dir, 'nodes.yaml'), '--netns-prefix', `${n.netns}-`,
-    '--admin-socket', n.socket, '--vni', String(s.vni), '--vxlan-port', String(s.vxlanPort), '--underlay-if', 'underlay0'];
+    '--admin-socket', n.socket, '--vni', String(s.vni), '--vxlan-port', String(s.vxlanPort), '--underlay-if', 'underlay0',
+    '--flow-log', path.join(s.dir, `${n.name}.flows.jsonl`)];
+  if (s.offload === 'off') args.push('--offload', 'off');
   if (servePorts) args.push('--serve-ports');
   const log = fs.openSync(n.log, 'a');
   const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log], cwd: REPO_ROOT });
