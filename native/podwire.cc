@@ -25,6 +25,16 @@
 // length -1, so that JS drops it instead of forwarding a cut packet. Write-type calls take explicit
 // byte offsets and lengths, so a frame can be sent from anywhere in a slab.
 //
+// Super-frames (the "Offload" section, with the byte work in offload.h)
+// ---------------------------------------------------------------------
+// With IFF_VNET_HDR and TUNSETOFFLOAD a TAP reads and writes TCP frames of up to 64 KiB, which is
+// what makes a userspace data plane fast (one crossing per 64 KiB instead of per 1.5 KiB). To
+// carry them between nodes the addon also owns the VXLAN underlay: sendVxlanBatch cuts each
+// super-frame into MSS-sized packets with complete headers and checksums and sends them with
+// UDP_SEGMENT (one syscall for up to 64 datagrams), recvVxlanBatch receives with UDP_GRO and
+// merges consecutive segments of a TCP flow back into one super-frame for the destination TAP.
+// The frames stay in JS-owned memory; JS still makes every forwarding decision in between.
+//
 // Readiness
 // ---------
 // `FdWatcher` wraps a libuv poll handle: when an fd becomes readable, JS is called once, and JS then
@@ -817,7 +827,7 @@ thread_local uint32_t t_plainEntry[kBatch];  // which entry each message belongs
 // sendmmsg(t_msgs[0, k)) on fd until all are handled or the socket is full. A message the kernel
 // refuses (sendmmsg reports only the first failure of a call) is counted in *errors and skipped.
 // Returns how many messages were handled (k unless EAGAIN), and how many were sent in *sent.
-unsigned SendAllMmsg(int fd, unsigned k, uint64_t* errors, unsigned* sent, int* lastErr) {
+unsigned SendAllMmsg(int fd, unsigned k, uint64_t* errors, unsigned* sent) {
   unsigned done = 0;
   *sent = 0;
   while (done < k) {
@@ -827,7 +837,6 @@ unsigned SendAllMmsg(int fd, unsigned k, uint64_t* errors, unsigned* sent, int* 
       if (err == EINTR) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) break;
       (*errors)++;
-      *lastErr = err;
       done++;
       continue;
     }
@@ -867,8 +876,7 @@ void SetMsg(unsigned j, struct iovec* iov, size_t iovlen, struct sockaddr_in* ds
 bool FlushPlain(VxlanTx* tx, uint32_t* stopAt) {
   if (tx->k == 0) return true;
   unsigned sent;
-  int lastErr = 0;
-  unsigned done = SendAllMmsg(tx->batchFd, tx->k, &tx->errors, &sent, &lastErr);
+  unsigned done = SendAllMmsg(tx->batchFd, tx->k, &tx->errors, &sent);
   bool ok = done == tx->k;
   if (!ok) *stopAt = t_plainEntry[done];
   tx->k = 0;
@@ -924,22 +932,26 @@ bool SendSegments(VxlanTx* tx, const podwire::SegPlan& p, int fd, struct sockadd
       }
       int err = errno;
       if (err == EAGAIN || err == EWOULDBLOCK) return false;
-      if (err != EIO && err != EINVAL && err != ENOPROTOOPT && err != EOPNOTSUPP) {
-        tx->errors += k;  // EMSGSIZE, ENETUNREACH, ...: these datagrams are lost
+      if (err != EIO && err != EINVAL && err != EMSGSIZE && err != ENOPROTOOPT &&
+          err != EOPNOTSUPP) {
+        tx->errors += k;  // ENETUNREACH, EPERM, ...: these datagrams are lost
         continue;
       }
       gsoErr = err;  // the kernel would not segment: send them one by one below
     }
     for (unsigned j = 0; j < k; j++) SetMsg(j, &t_segIovs[2 * j], 2, dst);
     unsigned sent;
-    int lastErr = 0;
-    if (SendAllMmsg(fd, k, &tx->errors, &sent, &lastErr) < k) return false;
+    if (SendAllMmsg(fd, k, &tx->errors, &sent) < k) return false;
     tx->segments += sent;
-    // EIO: no checksum offload on the way out, or a transform; it will not get better. EINVAL
-    // could also mean a segment too big for the route's MTU: then the single sends failed as well
-    // (EMSGSIZE) and UDP_SEGMENT is not to blame, so keep using it.
-    if (gsoErr == EIO || gsoErr == ENOPROTOOPT || gsoErr == EOPNOTSUPP ||
-        (gsoErr == EINVAL && sent > 0)) {
+    // Which failures are remembered. EIO: the route cannot do it (no checksum offload on the
+    // way out, an IPsec transform); ENOPROTOOPT/EOPNOTSUPP: the kernel does not know the cmsg.
+    // Those will not get better, so UDP_SEGMENT is given up for the process. EMSGSIZE (Linux
+    // >= 6.10) or EINVAL (before) is NOT remembered: on a kernel that passed openUdpSender's probe
+    // it means a segment larger than this route's MTU (the only other causes, > 64 segments or
+    // SO_NO_CHECK, cannot happen here), a property of one destination and of a moment (JS polls
+    // the MTU). The single sends just made went out as IP fragments (a UDP socket's default,
+    // IP_PMTUDISC_WANT, lets the kernel fragment), or were refused and counted.
+    if (gsoErr == EIO || gsoErr == ENOPROTOOPT || gsoErr == EOPNOTSUPP) {
       g_udpSegmentOff.store(true, std::memory_order_relaxed);
     }
   }
@@ -956,7 +968,8 @@ bool SendSegments(VxlanTx* tx, const podwire::SegPlan& p, int fd, struct sockadd
 // and goes to dstAddrs[i]:dstPort from socket fds[hashes[i] % fds.length], each datagram being
 // [ VXLAN header: 0x08 0 0 0 | VNI (24 bits) | 0 ][ inner packet ]. By gso_type:
 //   * TCPV4, TCPV6, UDP_L4: segmented (offload.h: BuildSegment), sent with one sendmsg with a
-//     UDP_SEGMENT cmsg per <= 64 segments (sendmmsg of single datagrams when UDP_SEGMENT fails).
+//     UDP_SEGMENT cmsg per <= 64 segments (sendmmsg of single datagrams when UDP_SEGMENT fails:
+//     see SendSegments for which failures are remembered).
 //   * NONE: one datagram; with NEEDS_CSUM its checksum is completed first. Consecutive such
 //     entries for one socket share a sendmmsg.
 //   * anything else (UFO), malformed frames, offsets outside buf: counted in sendErrors, consumed.

@@ -129,7 +129,9 @@ export interface Addon {
    *  - gso_type TCPV4 / TCPV6 / UDP_L4: segmented into gso_size pieces with their own IP length,
    *    IPv4 ID (first + i), TCP sequence number (+ i*gso_size), flags (FIN/PSH on the last only,
    *    CWR on the first only) and full checksums; sent by one sendmsg with UDP_SEGMENT per <= 64
-   *    segments (sendmmsg of single datagrams if the kernel cannot; stats().udpSegment says which).
+   *    segments. Without UDP_SEGMENT (stats().udpSegment false; remembered) they go by sendmmsg one
+   *    by one, and so do segments too big for the route's MTU (then as IP fragments; not
+   *    remembered: keep the pods' MTU at the underlay's minus 50 so that this never happens).
    *  - gso_type NONE: one datagram; with NEEDS_CSUM the checksum at csum_start + csum_offset is
    *    completed on the way out. Consecutive ones for the same socket share one sendmmsg.
    *  - malformed entries, other gso types, offsets outside `buf`: counted in stats().sendErrors.

@@ -95,6 +95,8 @@ describe('one node', () => {
   it('drops a pod spoofing its source IP, with its own reason', async () => {
     const before = (await lab.counters()).drops.spoofed_src_ip ?? 0;
     await lab.execPod('gamma', ['ip', 'addr', 'add', '10.244.1.99/24', 'dev', 'eth0']);
+    // A static neighbour entry, so the pod sends IP at once (its ARP from .99 would be dropped first).
+    await lab.execPod('gamma', ['ip', 'neigh', 'replace', '10.244.1.10', 'lladdr', '0a:58:0a:f4:01:0a', 'dev', 'eth0']);
     const r = await lab.execPod('gamma', ['ping', '-c', '2', '-i', '0.2', '-W', '1', '-I', '10.244.1.99', '10.244.1.10']);
     await lab.execPod('gamma', ['ip', 'addr', 'del', '10.244.1.99/24', 'dev', 'eth0']);
     expect(r.stdout).toMatch(/0 received/);

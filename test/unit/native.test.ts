@@ -199,8 +199,8 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
 
   it('exports exactly the documented surface', () => {
     expect(Object.keys(addon).sort()).toEqual(
-      ['FdWatcher', 'closeFd', 'openRawIp', 'openTap', 'openUdp', 'readBatch', 'recvBatch', 'sendBatch',
-        'stats', 'writeBatch'].sort(),
+      ['FdWatcher', 'closeFd', 'enableUdpGro', 'getIfMtu', 'openRawIp', 'openTap', 'openUdp', 'openUdpSender', 'readBatch',
+        'recvBatch', 'recvVxlanBatch', 'sendBatch', 'sendVxlanBatch', 'setOffload', 'stats', 'writeBatch'].sort(),
     );
     expect(tap).toMatchObject({ name: tapName, vnetHdr: false });
     expect(vtap).toMatchObject({ name: vnetName, vnetHdr: true });
