@@ -23,8 +23,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { loadAddon, type Addon } from '../io/native.ts';
-import { FrameSlab, TxQueue, SLOT_SIZE, HEADROOM, BATCH_MAX } from '../frame/slab.ts';
+import { loadAddon, OFFLOAD, type Addon } from '../io/native.ts';
+import { FrameSlab, TxQueue, SLOT_SIZE, HEADROOM, BATCH_MAX, VNET_HDR_LEN } from '../frame/slab.ts';
 import { Fdb } from '../tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
 import { RouteTable } from '../tables/routes.ts';
@@ -100,6 +100,9 @@ interface PodState {
   agent?: ChildProcess;
 }
 
+/** The offloads podwire asks of every TAP in super-frame mode: checksum, TSO for IPv4 and IPv6. */
+const TAP_OFFLOADS = OFFLOAD.CSUM | OFFLOAD.TSO4 | OFFLOAD.TSO6;
+
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export class Daemon {
@@ -127,6 +130,10 @@ export class Daemon {
   /** Pods running on this node. */
   readonly local = new Map<string, PodState>();
   private hostFd = -1;
+  /** Whether TAPs carry virtio-net headers with offloads (super-frames). */
+  vnet = false;
+  /** UDP sockets sending VXLAN in super-frame mode (the flow hash picks one: outer source-port entropy). */
+  private udpSenders: Int32Array = new Int32Array(0);
   private udpFd = -1;
   private rawFd = -1;
   private watchers: { stop(): void }[] = [];
@@ -161,9 +168,23 @@ export class Daemon {
     const host = macFromIp(HOST_MAC_PREFIX, selfIp);
     this.underlayIf = this.opts.underlayIf || (await this.findInterfaceWithAddress(self.internalIP));
     const underlayMtu = await this.readMtu(this.underlayIf);
+    // Super-frames: open the host TAP with a virtio-net header and ask for checksum + TSO offloads;
+    // if the kernel refuses, fall back to plain frames everywhere (one mode per node keeps every
+    // path simple: a frame can go from any port to any port unchanged).
+    let hostTap = this.addon.openTap(this.opts.hostIf, this.opts.offload !== 'off');
+    if (hostTap.vnetHdr) {
+      const err = this.addon.setOffload(hostTap.fd, TAP_OFFLOADS);
+      if (err !== 0) {
+        this.log(`TAP offloads refused (errno ${err}); using plain frames`);
+        this.addon.closeFd(hostTap.fd);
+        hostTap = this.addon.openTap(this.opts.hostIf, false);
+      }
+    }
+    this.vnet = hostTap.vnetHdr;
+    this.slab.vnet = this.vnet;
     this.dp = new Dataplane(this.ports, this.routes, this.fdb, this.counters, {
       routerMacHi: router.hi, routerMacLo: router.lo, hostMacHi: host.hi, hostMacLo: host.lo,
-      vni: this.opts.vni, vxlanPort: this.opts.vxlanPort, underlayMtu,
+      vni: this.opts.vni, vxlanPort: this.opts.vxlanPort, underlayMtu, vnet: this.vnet,
     });
     this.ct = new Conntrack(this.opts.conntrackEntries ?? 65536);
     this.allocator = new ServiceAllocator(this.opts.serviceCidr ?? '10.96.0.0/12', ...(this.opts.nodePortRange ?? [30000, 32767]));
@@ -175,12 +196,15 @@ export class Daemon {
     // The overlay: receive on UDP 4789, send through a raw socket (we write the outer headers).
     this.udpFd = this.addon.openUdp(selfIp, this.opts.vxlanPort);
     this.rawFd = this.addon.openRawIp();
+    if (this.vnet) {
+      this.udpSenders = this.addon.openUdpSender(selfIp, 0, 16);
+      this.addon.enableUdpGro(this.udpFd);
+    }
     this.ports.attach(PortKind.Overlay, this.rawFd, 0, 0, selfIp, 'overlay', OVERLAY_PORT);
     const uw = new this.addon.FdWatcher(this.udpFd, () => this.onOverlayReadable());
     uw.start(); this.watchers.push(uw);
 
     // The host port: the node's kernel reaches the cluster through it.
-    const hostTap = this.addon.openTap(this.opts.hostIf, false);
     this.hostFd = hostTap.fd;
     await ipBatch([
       `link set dev ${this.opts.hostIf} address ${macToString(host)} mtu ${this.podMtu} up`,
@@ -198,6 +222,7 @@ export class Daemon {
     this.timers.push(setInterval(() => this.ct.gc(Date.now(), 4096), 100));
     this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
     await this.listen();
+    this.log(`data path: ${this.vnet ? 'super-frames (virtio-net header, checksum + TSO offloads; VXLAN segmentation with UDP_SEGMENT, coalescing with UDP_GRO)' : 'plain frames (no offloads)'}`);
     this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
   }
 
@@ -300,7 +325,7 @@ export class Daemon {
   // Capture.
   // ---------------------------------------------------------------------------------------------
 
-  private captureState?: { writer: PcapWriter; port: number; overlay: boolean; file: string };
+  private captureState?: { writer: PcapWriter; port: number; overlay: boolean; file: string; decap: boolean };
 
   /**
    * Capture a pod's port (Ethernet frames, both directions) or the overlay (datagrams with their
@@ -318,13 +343,23 @@ export class Daemon {
     }
     const linkType = req.overlay && !req.decap ? LINKTYPE_IPV4 : LINKTYPE_ETHERNET;
     const writer = new PcapWriter(req.file, linkType, { maxPackets: count });
-    this.captureState = { writer, port, overlay: !!req.overlay, file: req.file };
+    this.captureState = { writer, port, overlay: !!req.overlay, file: req.file, decap: !!req.decap };
     const selfIp = ipToU32(this.self.internalIP);
     if (req.overlay) {
       const inner = this.dp.innerOffset;
       this.dp.captureOverlay = (slab, slot, len, src) => {
         const off = slab.frameOffset(slot);
         if (req.decap) { if (len > inner) writer.write(slab.u8, off + inner, len - inner); return; }
+        if (this.vnet) {
+          // [VXLAN 8][vnet 12][inner]: record VXLAN + inner with synthetic outer headers, in a copy.
+          this.captureScratch ??= new Uint8Array(28 + 8 + 65536 + 64);
+          const b = this.captureScratch;
+          b.set(slab.u8.subarray(off, off + 8), 28);
+          b.set(slab.u8.subarray(off + inner, off + len), 36);
+          const n = writeSyntheticUdpIpv4(b, 0, src, selfIp, 0, this.opts.vxlanPort, b, 28, 8 + len - inner);
+          if (n) writer.write(b, 0, n);
+          return;
+        }
         // The socket gives the VXLAN payload; put back outer IPv4/UDP headers (in the headroom).
         const n = writeSyntheticUdpIpv4(slab.u8, off - 28, src, selfIp, slab.srcPorts[slot], this.opts.vxlanPort, slab.u8, off, len);
         if (n) writer.write(slab.u8, off - 28, n);
@@ -341,6 +376,28 @@ export class Daemon {
     return { file: req.file, packets: writer.packets, dropped: writer.dropped };
   }
 
+  private captureScratch?: Uint8Array;
+
+  /**
+   * Record a datagram leaving for the overlay. Plain-frame mode wrote the outer IPv4/UDP/VXLAN
+   * headers itself (the entry starts with them); super-frame mode leaves them to the addon, so they
+   * are synthesised here (the super-frame is recorded whole, as GRO-aware captures show it).
+   */
+  private captureOverlayTx(off: number, len: number, dst: number): void {
+    const st = this.captureState!, u8 = this.slab.u8;
+    if (!this.vnet) {
+      if (st.decap) st.writer.write(u8, off + 36, len - 36); else st.writer.write(u8, off, len);
+      return;
+    }
+    if (st.decap) { st.writer.write(u8, off, len); return; }
+    this.captureScratch ??= new Uint8Array(28 + 8 + 65536 + 64);
+    const b = this.captureScratch, dv = new DataView(b.buffer);
+    dv.setUint32(28, 0x08000000); dv.setUint32(32, (this.opts.vni << 8) >>> 0);
+    b.set(u8.subarray(off, off + len), 36);
+    const n = writeSyntheticUdpIpv4(b, 0, ipToU32(this.self.internalIP), dst, 0, this.opts.vxlanPort, b, 28, 8 + len);
+    if (n) st.writer.write(b, 0, n);
+  }
+
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
   get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
 
@@ -351,7 +408,8 @@ export class Daemon {
     for (const key of [...this.local.keys()]) await this.deleteLocalPod(key).catch((e) => this.log(String(e)));
     for (const w of this.watchers) w.stop();
     this.watchers = [];
-    for (const fd of [this.hostFd, this.udpFd, this.rawFd]) if (fd >= 0) this.addon.closeFd(fd);
+    for (const fd of [this.hostFd, this.udpFd, this.rawFd, ...this.udpSenders]) if (fd >= 0) this.addon.closeFd(fd);
+    this.udpSenders = new Int32Array(0);
     if (this.nodePortsSteered) {
       await run('nft', ['delete', 'table', 'ip', 'podwire']).catch(() => undefined);
       await run('ip', ['rule', 'del', 'pref', '100']).catch(() => undefined);
@@ -405,17 +463,26 @@ export class Daemon {
 
   private onOverlayReadable(): void {
     const slab = this.slab;
-    let n: number;
-    try {
-      n = this.addon.recvBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs, slab.srcPorts);
-    } catch (e) {
-      this.log(`overlay receive: ${(e as Error).message}`);
-      return;
+    // In super-frame mode one GRO buffer may hold more datagrams than a batch has slots; the addon
+    // keeps the rest, invisible to the fd watcher, so keep reading while batches come back full.
+    for (let round = 0; round < 8; round++) {
+      let n: number;
+      try {
+        n = this.vnet
+          ? this.addon.recvVxlanBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs)
+          : this.addon.recvBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs, slab.srcPorts);
+      } catch (e) {
+        this.log(`overlay receive: ${(e as Error).message}`);
+        return;
+      }
+      if (n === 0) return;
+      slab.reset();
+      this.dp.processOverlayBatch(slab, n, this.tx, Date.now());
+      this.flush();
+      if (n < BATCH_MAX) return;
     }
-    if (n === 0) return;
-    slab.reset();
-    this.dp.processOverlayBatch(slab, n, this.tx, Date.now());
-    this.flush();
+    // Still more: come back on the next loop turn rather than starve the TAPs.
+    setImmediate(() => this.onOverlayReadable());
   }
 
   /** One batched write per output port; frames a full device queue could not take are counted. */
@@ -427,13 +494,15 @@ export class Daemon {
       const p = tx.touched[k], start = tx.groupStart[p], n = tx.groupEnd[p] - start;
       if (ports.kind[p] === PortKind.Free) { for (let i = 0; i < n; i++) c.drop(p, Drop.UnknownPort); continue; }
       if (p === this.dp.capturePort) for (let i = start; i < start + n; i++) this.dp.capture!.write(u8, tx.sortedOff[i], tx.sortedLen[i]);
-      if (p === OVERLAY_PORT && this.captureState?.overlay) {
-        const w = this.captureState.writer, decap = this.captureState.writer && false;
-        void decap;
-        for (let i = start; i < start + n; i++) w.write(u8, tx.sortedOff[i], tx.sortedLen[i]);
+      if (p === OVERLAY_PORT && this.captureState?.overlay) for (let i = start; i < start + n; i++) this.captureOverlayTx(tx.sortedOff[i], tx.sortedLen[i], tx.sortedDst[i]);
+      if (this.vnet) {
+        // Every frame carries its virtio-net header in the 12 bytes before it.
+        for (let i = start; i < start + n; i++) { tx.sortedOff[i] -= VNET_HDR_LEN; tx.sortedLen[i] += VNET_HDR_LEN; }
       }
       const done = p === OVERLAY_PORT
-        ? this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n)
+        ? (this.vnet
+          ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort)
+          : this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n))
         : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
       c.txPackets[p] += done;
       for (let i = start; i < start + done; i++) c.txBytes[p] += tx.sortedLen[i];
@@ -690,8 +759,12 @@ export class Daemon {
     try {
       await run('ip', ['netns', 'add', netns]);
       undo.push(() => deleteNetns(netns));
-      const tap = this.addon.openTap(tapName, false);
+      const tap = this.addon.openTap(tapName, this.vnet);
       undo.push(() => this.addon.closeFd(tap.fd));
+      if (this.vnet) {
+        const err = this.addon.setOffload(tap.fd, TAP_OFFLOADS);
+        if (err !== 0) throw new Error(`TUNSETOFFLOAD refused on ${tapName} (errno ${err}) although the host TAP accepted it`);
+      }
       await ipBatch([`link set dev ${tapName} netns ${netns}`]);
       await ipBatch([
         `link set dev lo up`,
@@ -848,13 +921,21 @@ export class Daemon {
       const now = Date.now();
       if (req.datagramHex !== undefined) {
         const bytes = Buffer.from(req.datagramHex, 'hex');
-        slab.u8.set(bytes, slab.frameOffset(0)); slab.lens[0] = bytes.length; slab.srcAddrs[0] = ipToU32(req.overlayFrom ?? '0.0.0.0');
+        const o = slab.frameOffset(0);
+        if (this.vnet) {
+          // Slot layout in super-frame mode: [VXLAN 8][virtio-net header 12][inner frame].
+          slab.u8.set(bytes.subarray(0, 8), o); slab.u8.fill(0, o + 8, o + 20); slab.u8.set(bytes.subarray(8), o + 20);
+          slab.lens[0] = bytes.length + VNET_HDR_LEN;
+        } else { slab.u8.set(bytes, o); slab.lens[0] = bytes.length; }
+        slab.srcAddrs[0] = ipToU32(req.overlayFrom ?? '0.0.0.0');
         this.dp.processOverlayBatch(slab, 1, tx, now);
       } else {
         const st = this.local.get(req.pod ?? '');
         if (!st) throw new Error(`no pod ${req.pod} on node ${this.self.name}`);
-        const len = this.buildSynthetic(slab, slab.frameOffset(0), st, req.dst ?? '', req.proto ?? IPPROTO_TCP, req.dport ?? 80, req.sport ?? 40000);
-        slab.lens[0] = len;
+        const v = this.vnet ? VNET_HDR_LEN : 0;
+        slab.u8.fill(0, slab.frameOffset(0), slab.frameOffset(0) + v);
+        const len = this.buildSynthetic(slab, slab.frameOffset(0) + v, st, req.dst ?? '', req.proto ?? IPPROTO_TCP, req.dport ?? 80, req.sport ?? 40000);
+        slab.lens[0] = len + v;
         this.dp.processTapBatch(slab, st.port, 1, tx, now);
       }
     } finally {
@@ -867,8 +948,11 @@ export class Daemon {
     for (let i = 0; i < tx.count; i++) {
       outputs.push({ port: tx.port[i], label: this.ports.label[tx.port[i]], bytes: tx.len[i] });
       if (tx.port[i] === OVERLAY_PORT && !overlay) {
-        // The datagram after the outer IPv4 (20) and UDP (8) headers: what the peer's socket reads.
-        overlay = { to: u32ToIp(tx.dstAddr[i]), from: this.self.internalIP, datagramHex: Buffer.from(slab.u8.subarray(tx.off[i] + 28, tx.off[i] + tx.len[i])).toString('hex') };
+        // What the peer's socket would read: the VXLAN header and the inner frame.
+        const hex = this.vnet
+          ? Buffer.concat([Buffer.from([0x08, 0, 0, 0, (this.opts.vni >>> 16) & 0xff, (this.opts.vni >>> 8) & 0xff, this.opts.vni & 0xff, 0]), Buffer.from(slab.u8.subarray(tx.off[i], tx.off[i] + tx.len[i]))]).toString('hex')
+          : Buffer.from(slab.u8.subarray(tx.off[i] + 28, tx.off[i] + tx.len[i])).toString('hex');
+        overlay = { to: u32ToIp(tx.dstAddr[i]), from: this.self.internalIP, datagramHex: hex };
       }
     }
     return { records: session.records, outputs, overlay };
@@ -903,6 +987,7 @@ export class Daemon {
     return {
       node: this.self.name, podCIDR: this.self.podCIDR, internalIP: this.self.internalIP,
       gateway: u32ToIp(this.routes.gatewayIp), podMtu: this.podMtu, underlayMtu: this.dp.cfg.underlayMtu,
+      dataPath: this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames',
       nodes: [...this.nodes.values()].map((n) => ({ name: n.name, podCIDR: n.podCIDR, internalIP: n.internalIP, overlay: n.overlay })),
       pods,
       pending: [...this.pods.values()].filter((p) => !p.nodeName).map((p) => `${p.namespace}/${p.name}`),
