@@ -787,7 +787,7 @@ export class Dataplane {
     if (this.vnet) {
       // The addon segments a super-frame, adds VXLAN headers and sends from the socket the hash picks.
       this.counters.vxlanEncap++;
-      if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort}, inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}${this.gsoSize ? `, super-frame of ${frameLen} B in segments of ${this.gsoSize} B` : ''}`);
+      if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort} (flow hash ${(hash >>> 0).toString(16).padStart(8, '0')} picks the source port), inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}, ${this.gsoSize ? `super-frame of ${frameLen} B sent as segments of ${this.gsoSize} B payload` : `${frameLen + VXLAN_OVERHEAD_INNER} B ≤ underlay MTU ${this.cfg.underlayMtu}`}`);
       return tx.push(OVERLAY_PORT, off, frameLen, routes.nodeUnderlay[node], hash) ? Drop.None : Drop.TxQueueFull;
     }
     const o = off - VXLAN_OVERHEAD_INNER;
