@@ -5,7 +5,7 @@
  * every namespace it created, then asserts none is left. Traffic only ever flows between the lab's
  * own namespaces.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { labUp, labDown, labApply, labPods, REPO_ROOT, type LabState, type LabPod, type LabUpOptions } from '../../src/lab/lab.ts';
@@ -26,6 +26,17 @@ export function sh(cmd: string, args: string[], timeoutMs = 120_000): Promise<{ 
 export class TestLab {
   s!: LabState;
   pods: LabPod[] = [];
+  private readonly bg: ChildProcess[] = [];
+
+  /** Start a long-running helper inside a namespace; resolves once it prints `ready`; stop() ends it. */
+  background(netns: string, cmd: string[]): Promise<ChildProcess> {
+    return new Promise((resolve, reject) => {
+      const c = spawn('ip', ['netns', 'exec', netns, ...cmd], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      this.bg.push(c);
+      c.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(c); });
+      c.on('exit', (code) => reject(new Error(`${cmd.join(' ')} exited ${code}`)));
+    });
+  }
 
   async start(opts: LabUpOptions, manifests: string): Promise<void> {
     const prefix = `pt${randomBytes(3).toString('hex')}`;
@@ -56,6 +67,7 @@ export class TestLab {
 
   /** Tear down and return the lab's namespaces still present afterwards (should be none). */
   async stop(): Promise<string[]> {
+    for (const c of this.bg) c.kill('SIGKILL');
     if (!this.s) return [];
     await labDown(this.s.prefix);
     return (await listNetns()).filter((n) => n.startsWith(this.s.prefix));

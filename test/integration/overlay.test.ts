@@ -4,22 +4,10 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { TestLab, podYaml, TOOLS, sh } from './harness.ts';
-import { REPO_ROOT } from '../../src/lab/lab.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
 
 const lab = new TestLab();
-const bg: ChildProcess[] = [];
-
-function background(netns: string, cmd: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', netns, ...cmd], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    bg.push(c);
-    c.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(c); });
-    c.on('exit', (code) => reject(new Error(`${cmd.join(' ')} exited ${code}`)));
-  });
-}
 
 beforeAll(async () => {
   await lab.start({ nodes: 3, kernelNodes: ['node3'] }, [
@@ -31,7 +19,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of bg) c.kill('SIGKILL');
   const left = await lab.stop();
   expect(left).toEqual([]);
 });
@@ -62,10 +49,10 @@ describe('cross-node pod traffic over VXLAN', () => {
   });
 
   it('shows the receiving pod the sender\'s own pod IP (no NAT), across nodes and on one node', async () => {
-    await background(lab.pod('b1').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
+    await lab.background(lab.pod('b1').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
     const r = await lab.execPod('a1', ['bash', '-c', 'exec 3<>/dev/tcp/10.244.2.10/7000; cat <&3']);
     expect(r.stdout.trim()).toBe('10.244.1.10');
-    await background(lab.pod('a2').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
+    await lab.background(lab.pod('a2').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
     const r2 = await lab.execPod('a1', ['bash', '-c', 'exec 3<>/dev/tcp/10.244.1.11/7000; cat <&3']);
     expect(r2.stdout.trim()).toBe('10.244.1.10');
   });
@@ -88,7 +75,7 @@ describe('node ↔ pod', () => {
     });
   }
   it('the node sees a pod\'s own address when the pod connects to it', async () => {
-    await background(lab.node('node2').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7001']);
+    await lab.background(lab.node('node2').netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7001']);
     const r = await lab.execPod('a1', ['bash', '-c', 'exec 3<>/dev/tcp/192.168.56.12/7001; cat <&3']);
     expect(r.stdout.trim()).toBe('10.244.1.10');
   });
@@ -123,7 +110,7 @@ describe('interoperability with a Linux-kernel VXLAN node (Flannel-style)', () =
     const res = JSON.parse(r.stdout);
     expect(res.greeting).toBe('a1');
     expect(res.receivedSha256).toBe(res.sentSha256);
-    await background(k1ns(), ['node', '--import', 'tsx', 'src/lab/pod-agent.ts', '--name', 'k1', '--tcp', '80']);
+    await lab.background(k1ns(), ['node', '--import', 'tsx', 'src/lab/pod-agent.ts', '--name', 'k1', '--tcp', '80']);
     const r2 = await lab.execPod('b1', ['node', path.join(TOOLS, 'echo-client.mjs'), '10.244.3.10', '80', String(10 * 1024 * 1024)], 120_000);
     const res2 = JSON.parse(r2.stdout);
     expect(res2.greeting).toBe('k1');

@@ -5,22 +5,10 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { TestLab, podYaml, TOOLS } from './harness.ts';
-import { REPO_ROOT } from '../../src/lab/lab.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
 
 const lab = new TestLab();
-const bg: ChildProcess[] = [];
-
-function background(netns: string, cmd: string[]): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const c = spawn('ip', ['netns', 'exec', netns, ...cmd], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    bg.push(c);
-    c.stdout!.on('data', (d) => { if (String(d).includes('ready')) resolve(c); });
-    c.on('exit', (code) => reject(new Error(`${cmd.join(' ')} exited ${code}`)));
-  });
-}
 
 const svc = (name: string, spec: string, annotations = '') => `apiVersion: v1
 kind: Service
@@ -67,11 +55,10 @@ beforeAll(async () => {
   selector: { app: web }
   ports: [{ port: 7000, nodePort: 30701 }]`),
   ].join(''));
-  for (const p of ['web-1', 'web-2', 'web-3']) await background(lab.pod(p).netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
+  for (const p of ['web-1', 'web-2', 'web-3']) await lab.background(lab.pod(p).netns, ['node', path.join(TOOLS, 'whoami-server.mjs'), '7000']);
 });
 
 afterAll(async () => {
-  for (const c of bg) c.kill('SIGKILL');
   const left = await lab.stop();
   expect(left).toEqual([]);
 });
