@@ -20,8 +20,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { adminRequest } from '../src/daemon/client.ts';
 import type { LabState } from '../src/lab/lab.ts';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // ------------------------------------------------------------------------------------------------
 // Commands
@@ -448,7 +452,9 @@ export async function environment(): Promise<string> {
   const kernel = (await sh('uname', ['-r'], 5_000)).stdout.trim();
   const iperf = (await sh('iperf3', ['--version'], 5_000)).stdout.split('\n')[0].trim();
   const cpus = (await sh('nproc', [], 5_000)).stdout.trim();
-  return `machine: ${cpus} CPUs, kernel ${kernel}, Node ${process.version}, ${iperf}`;
+  const head = (await sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], 5_000)).stdout.trim() || '?';
+  const dirty = (await sh('git', ['-C', REPO, 'status', '--porcelain', '--', 'src', 'native', 'binding.gyp'], 5_000)).stdout.split('\n').filter(Boolean).length;
+  return `machine: ${cpus} CPUs, kernel ${kernel}, Node ${process.version}, ${iperf}\ncode: commit ${head}${dirty ? ` + ${dirty} uncommitted change(s) in src/native` : ''}`;
 }
 
 /** Daemon-side rows (podwire only): one column per node, medians over runs. */

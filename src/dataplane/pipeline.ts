@@ -52,6 +52,13 @@ import { LB_NAMES } from '../tables/services.ts';
 
 const TCP_SYN = 0x02, TCP_ACK_FLAG = 0x10, TCP_RST = 0x04;
 
+/** Trace notes: what a stage decided, formatted only for traced packets (see Dataplane.note). */
+const Note = {
+  AntiSpoof: 0, ToRouter: 1, Decap: 2, Fdb: 3, Flood: 4, Arp: 5, CtHit: 6, StaleDenied: 7, NatFollowed: 8, CtNew: 9,
+  ServiceReject: 10, Service: 11, Dnat: 12, PolicyEgress: 13, PolicyIngress: 14, RouteGateway: 15, Ttl: 16, RouteLocal: 17,
+  RouteHost: 18, RouteRemote: 19, Mtu: 20, RouteHostUnreachable: 21, RouteNone: 22, EncapGso: 23, Encap: 24,
+} as const;
+
 /** Outer IPv4 (20) + UDP (8) + VXLAN (8): what encapsulation prepends in the headroom. */
 export const VXLAN_OVERHEAD_INNER = 20 + 8 + VXLAN_HEADER_LEN;
 /** What VXLAN costs the pod MTU: outer IPv4 + UDP + VXLAN + the inner Ethernet header (RFC 7348 §4.3). */
@@ -99,6 +106,7 @@ export class Dataplane {
    */
   trace?: TraceSession;
   tracing = false;
+  private traceDv?: DataView;
   /** Names an address for traces (a pod, a node); supplied by the daemon. */
   describe: (ip: number) => string = (ip) => u32(ip);
   /** Called for connection events (new, denied), when a flow log is attached. */
@@ -259,9 +267,9 @@ export class Dataplane {
     const bad = checkIpv4(dv, u8, l3, end);
     if (bad !== Drop.None) return bad;
     if (dv.getUint32(l3 + IPV4_SRC) !== ports.ip[inPort]) return Drop.SpoofedSrcIp;
-    if (this.tracing) this.trace!.step('anti-spoof', `pod ${ports.label[inPort]}: source MAC and IP are its own`);
+    if (this.tracing) this.note(Note.AntiSpoof, inPort);
     if (dv.getUint16(off) === this.cfg.routerMacHi && dv.getUint32(off + 2) === this.cfg.routerMacLo) {
-      if (this.tracing) this.trace!.step('l2', 'to the gateway\'s router MAC: routed');
+      if (this.tracing) this.note(Note.ToRouter);
       return this.route(slab, inPort, off, tx, false);
     }
     // Bridged IPv4 between pods of this node still passes connection tracking, so that a reply
@@ -305,7 +313,7 @@ export class Dataplane {
     const bad = checkVxlan(dv, off, end, this.cfg.vni);
     if (bad !== Drop.None) return bad;
     this.counters.vxlanDecap++;
-    if (this.tracing) this.trace!.step('decap', `VXLAN VNI ${this.cfg.vni} from node ${this.routes.nodes[node]?.name ?? '?'} (${u32(srcAddr)}): member, header valid`);
+    if (this.tracing) this.note(Note.Decap, node, srcAddr);
     const inner = off + this.innerOffset;
     if (end - inner < ETH_HEADER_LEN) return Drop.VxlanTruncated;
     if (dv.getUint16(inner) !== this.cfg.routerMacHi || dv.getUint32(inner + 2) !== this.cfg.routerMacLo) return Drop.VxlanBadInnerMac;
@@ -324,7 +332,7 @@ export class Dataplane {
     const dv = slab.dv;
     if ((slab.u8[off] & 1) === 0) {
       const out = this.fdb.lookup(dv.getUint16(off), dv.getUint32(off + 2), this.nowMs);
-      if (this.tracing) this.trace!.step('bridge', out >= 0 ? `FDB hit: destination MAC on port ${out} (${this.ports.label[out]})` : 'FDB miss: flooded to the node\'s pods');
+      if (this.tracing) this.note(Note.Fdb, out);
       if (out >= 0) {
         if (out === inPort) return Drop.L2Unicast;   // the destination is behind the input port
         if (!tx.push(out, off, len)) return Drop.TxQueueFull;
@@ -332,7 +340,7 @@ export class Dataplane {
       }
     }
     this.counters.floods++;
-    if (this.tracing && (slab.u8[off] & 1) !== 0) this.trace!.step('bridge', `broadcast/multicast: flooded to ${this.podPorts.length - 1} other pod(s)`);
+    if (this.tracing && (slab.u8[off] & 1) !== 0) this.note(Note.Flood);
     const pods = this.podPorts;
     for (let k = 0; k < pods.length; k++) {
       const p = pods[k];
@@ -351,7 +359,7 @@ export class Dataplane {
     dv.setUint16(l3 + ARP_SHA, cfg.routerMacHi); dv.setUint32(l3 + ARP_SHA + 2, cfg.routerMacLo);
     dv.setUint32(l3 + ARP_SPA, this.routes.gatewayIp);
     this.counters.localReplies++;
-    if (this.tracing) this.trace!.step('arp', `who-has ${u32(this.routes.gatewayIp)} (the gateway): answered with the router MAC`);
+    if (this.tracing) this.note(Note.Arp);
     if (!tx.push(inPort, off, ETH_HEADER_LEN + 28)) return Drop.TxQueueFull;
     return Drop.None;
   }
@@ -415,7 +423,7 @@ export class Dataplane {
     let idx = ct.lookup(proto, src, dst, sport, dport, now);
     if (idx >= 0) {
       const dir = ct.lastDir;
-      if (this.tracing) this.trace!.step('conntrack', `tracked connection #${idx}, ${dir === CtDir.Original ? 'original' : 'reply'} direction, ${CT_STATE_NAMES[ct.state[idx]] ?? ct.state[idx]}${ct.natFlags[idx] ? ', translated' : ''}`);
+      if (this.tracing) this.note(Note.CtHit, idx, dir);
       const gen = this.policyGeneration;
       if (ct.policy[idx] !== gen) {
         // The verdict was given under other policies (or none): judge the connection again, as its
@@ -424,7 +432,7 @@ export class Dataplane {
         // (deleting it would let the peer's next packet open a reversed, unchecked connection).
         if (this.policy === undefined) ct.policy[idx] = gen;
         else if (ct.policy[idx] === -gen) {
-          if (this.tracing) this.trace!.step('policy', 'connection denied by NetworkPolicy when policies last changed');
+          if (this.tracing) this.note(Note.StaleDenied);
           return Drop.PolicyDenied;
         } else if (this.policyAllows(proto, ct.replyDst[idx], ct.replySrc[idx], ct.replySport[idx])) ct.policy[idx] = gen;
         else { ct.policy[idx] = -gen; return Drop.PolicyDenied; }
@@ -433,7 +441,7 @@ export class Dataplane {
       if (ct.natFlags[idx] !== 0) {
         if (dir === CtDir.Original) this.rewrite(dv, l3, ct.replyDst[idx], ct.replySrc[idx], ct.replyDport[idx], ct.replySport[idx]);
         else this.rewrite(dv, l3, ct.origDst[idx], ct.origSrc[idx], ct.origDport[idx], ct.origSport[idx]);
-        if (this.tracing) this.trace!.step('nat', `${dir === CtDir.Original ? 'as the first packet' : 'reverse'}: now ${u32(dv.getUint32(l3 + IPV4_SRC))}:${dv.getUint16(this.l4Off)} → ${u32(dv.getUint32(l3 + IPV4_DST))}:${dv.getUint16(this.l4Off + 2)}`);
+        if (this.tracing) this.note(Note.NatFollowed, dir, l3);
       }
       return Drop.None;
     }
@@ -446,7 +454,7 @@ export class Dataplane {
       // entry (a connection older than the daemon) is judged on its own and not tracked, so it can
       // never open a reversed entry that would let the other end's packets skip the policy.
       const opening = proto !== IPPROTO_TCP || (this.l4Flags & (TCP_SYN | TCP_ACK_FLAG | TCP_RST)) === TCP_SYN;
-      if (this.tracing) this.trace!.step('conntrack', opening ? 'no tracked connection: a new one' : 'no tracked connection, and not a SYN: judged alone, not tracked');
+      if (this.tracing) this.note(Note.CtNew, opening ? 1 : 0);
       if (this.trace !== undefined && opening) this.trace.sawNewConnection = true;
       if (this.policy !== undefined && !this.policyAllows(proto, src, dst, dport)) { if (opening) this.flow('denied', proto, src, dst, sport, dport, -1, -1); return Drop.PolicyDenied; }
       if (this.dryRun || !opening) return Drop.None;
@@ -468,22 +476,19 @@ export class Dataplane {
     const k = svc.select(sp, src, sport, hash, now, localOnly);
     if (this.dryRun) svc.undoSelect(sp, k, rrBefore);
     if (k < 0) {
-      if (this.tracing) this.trace!.step('service', `${svc.specs[sp]!.key}: no ${localOnly ? 'local ' : ''}ready endpoint: rejected (${proto === IPPROTO_TCP ? 'TCP RST' : 'ICMP port unreachable'})`);
+      if (this.tracing) this.note(Note.ServiceReject, sp, localOnly ? 1 : 0, proto);
       this.flow('denied', proto, src, dst, sport, dport, sp, -1);
       this.reject(slab, inPort, off, tx);
       return Drop.ServiceNoEndpoints;
     }
-    if (this.tracing) {
-      const set = svc.backends[sp], n = localOnly ? set.local.length : set.ips.length;
-      this.trace!.step('service', `${svc.specs[sp]!.key}${nodePort ? ' (NodePort)' : ''}: ${LB_NAMES[svc.algorithm[sp]]}${svc.algorithm[sp] === 0 ? ` position ${rrBefore % n}` : ''} of ${n}${localOnly ? ' local' : ''} backend(s)${svc.lastAffinityHit ? ', session affinity hit' : ''} → ${u32(set.ips[k])}:${set.ports[k]} (${this.describe(set.ips[k])})`);
-    }
+    if (this.tracing) this.note(Note.Service, sp, k, rrBefore, (localOnly ? 1 : 0) | (nodePort ? 2 : 0));
     const set = svc.backends[sp], bip = set.ips[k], bport = set.ports[k];
     // Source NAT: a pod reaching itself through its Service (hairpin) would see its own address as
     // the source and drop the packet; traffic from outside the cluster must return through this node.
     const snat = bip === src || ((nodePort || external) && !localOnly);
     const natSrc = snat ? this.routes.gatewayIp : src;
     const natSport = snat ? this.freeSnatPort(proto, bip, bport, natSrc, sport) : sport;
-    if (this.tracing) this.trace!.step('nat', `DNAT ${u32(dst)}:${dport} → ${u32(bip)}:${bport}${snat ? `; SNAT ${u32(src)}:${sport} → ${u32(natSrc)}:${natSport} (${bip === src ? 'hairpin' : 'from outside the cluster'})` : ''}`);
+    if (this.tracing) this.note(Note.Dnat, dst, dport, bip, bport, snat ? 1 : 0, src, sport, natSrc, natSport);
     // Policy sees the translated packet, as kube-proxy plus a CNI plugin would.
     if (this.policy !== undefined && !this.policyAllows(proto, natSrc, bip, bport)) { this.flow('denied', proto, src, dst, sport, dport, sp, k); return Drop.PolicyDenied; }
     if (this.dryRun) { this.rewrite(dv, l3, natSrc, bip, natSport, bport); return Drop.None; }
@@ -508,17 +513,62 @@ export class Dataplane {
     if (src === this.routes.gatewayIp) src = this.routes.selfUnderlayIp;
     if (this.routes.localPort(src) >= 0) {
       const side = pol.classifyDirection(PolicyDir.Egress, src, dst, proto, dport);
-      if (this.tracing) this.trace!.step('policy', `egress of ${this.describe(src)}: ${this.sideText(side, pol.lastEgressRule)}`);
+      if (this.tracing) this.note(Note.PolicyEgress, src, side, pol.lastEgressRule);
       if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Egress; if (!this.dryRun) this.policyDenied[PolicyDir.Egress]++; return false; }
       if (side === PolicySide.AllowedByRule && !this.dryRun && pol.lastEgressRule < 65536) this.policyRuleHits[pol.lastEgressRule]++;
     }
     if (this.routes.localPort(dst) >= 0) {
       const side = pol.classifyDirection(PolicyDir.Ingress, dst, src, proto, dport);
-      if (this.tracing) this.trace!.step('policy', `ingress of ${this.describe(dst)}: ${this.sideText(side, pol.lastIngressRule)}`);
+      if (this.tracing) this.note(Note.PolicyIngress, dst, side, pol.lastIngressRule);
       if (side === PolicySide.Denied) { this.lastDeniedDir = PolicyDir.Ingress; if (!this.dryRun) this.policyDenied[PolicyDir.Ingress]++; return false; }
       if (side === PolicySide.AllowedByRule && !this.dryRun && pol.lastIngressRule < 65536) this.policyRuleHits[pol.lastIngressRule]++;
     }
     return true;
+  }
+
+  /**
+   * Put a stage's decision into the trace, in words. The hot functions only call this behind
+   * `if (this.tracing)` with numbers; all the formatting lives here, off the hot path, so the stages
+   * stay small enough for V8 to optimise as if tracing did not exist.
+   */
+  private note(kind: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0, g = 0, h = 0, i = 0): void {
+    const t = this.trace!, routes = this.routes, svc = this.services;
+    switch (kind) {
+      case Note.AntiSpoof: return t.step('anti-spoof', `pod ${this.ports.label[a]}: source MAC and IP are its own`);
+      case Note.ToRouter: return t.step('l2', 'to the gateway\'s router MAC: routed');
+      case Note.Decap: return t.step('decap', `VXLAN VNI ${this.cfg.vni} from node ${routes.nodes[a]?.name ?? '?'} (${u32(b)}): member, header valid`);
+      case Note.Fdb: return t.step('bridge', a >= 0 ? `FDB hit: destination MAC on port ${a} (${this.ports.label[a]})` : 'FDB miss: flooded to the node\'s pods');
+      case Note.Flood: return t.step('bridge', `broadcast/multicast: flooded to ${this.podPorts.length - 1} other pod(s)`);
+      case Note.Arp: return t.step('arp', `who-has ${u32(routes.gatewayIp)} (the gateway): answered with the router MAC`);
+      case Note.CtHit: {
+        const ct = this.ct!;
+        return t.step('conntrack', `tracked connection #${a}, ${b === CtDir.Original ? 'original' : 'reply'} direction, ${CT_STATE_NAMES[ct.state[a]] ?? ct.state[a]}${ct.natFlags[a] ? ', translated' : ''}`);
+      }
+      case Note.StaleDenied: return t.step('policy', 'connection denied by NetworkPolicy when policies last changed');
+      case Note.NatFollowed: {
+        const dv = this.traceDv!;
+        return t.step('nat', `${a === CtDir.Original ? 'as the first packet' : 'reverse'}: now ${u32(dv.getUint32(b + IPV4_SRC))}:${dv.getUint16(this.l4Off)} → ${u32(dv.getUint32(b + IPV4_DST))}:${dv.getUint16(this.l4Off + 2)}`);
+      }
+      case Note.CtNew: return t.step('conntrack', a ? 'no tracked connection: a new one' : 'no tracked connection, and not a SYN: judged alone, not tracked');
+      case Note.ServiceReject: return t.step('service', `${svc!.specs[a]!.key}: no ${b ? 'local ' : ''}ready endpoint: rejected (${c === IPPROTO_TCP ? 'TCP RST' : 'ICMP port unreachable'})`);
+      case Note.Service: {
+        const set = svc!.backends[a], localOnly = (d & 1) !== 0, n = localOnly ? set.local.length : set.ips.length;
+        return t.step('service', `${svc!.specs[a]!.key}${d & 2 ? ' (NodePort)' : ''}: ${LB_NAMES[svc!.algorithm[a]]}${svc!.algorithm[a] === 0 ? ` position ${c % n}` : ''} of ${n}${localOnly ? ' local' : ''} backend(s)${svc!.lastAffinityHit ? ', session affinity hit' : ''} → ${u32(set.ips[b])}:${set.ports[b]} (${this.describe(set.ips[b])})`);
+      }
+      case Note.Dnat: return t.step('nat', `DNAT ${u32(a)}:${b} → ${u32(c)}:${d}${e ? `; SNAT ${u32(f)}:${g} → ${u32(h)}:${i} (${c === f ? 'hairpin' : 'from outside the cluster'})` : ''}`);
+      case Note.PolicyEgress: return t.step('policy', `egress of ${this.describe(a)}: ${this.sideText(b, c)}`);
+      case Note.PolicyIngress: return t.step('policy', `ingress of ${this.describe(a)}: ${this.sideText(b, c)}`);
+      case Note.RouteGateway: return t.step('route', `${u32(a)} is the gateway: answered by the daemon`);
+      case Note.Ttl: return t.step('ttl', 'TTL 1 would reach 0');
+      case Note.RouteLocal: return t.step('route', `${u32(a)} is local pod ${this.ports.label[b]} (port ${b})`);
+      case Note.RouteHost: return t.step('route', `${u32(a)}: this node or outside the cluster → the node's kernel (host port)`);
+      case Note.RouteRemote: return t.step('route', `${u32(a)} → node ${routes.nodes[b]?.name} via its VTEP ${u32(routes.nodeUnderlay[b])}`);
+      case Note.Mtu: return t.step('mtu', `packet ${a} B > overlay MTU ${this.overlayMtu} B${b ? ' with DF set' : ' without DF'}`);
+      case Note.RouteHostUnreachable: return t.step('route', `${u32(a)} is in this node's pod CIDR but no pod has it`);
+      case Note.RouteNone: return t.step('route', `${u32(a)}: no route (in the cluster CIDR, but no node owns it)`);
+      case Note.EncapGso: return t.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)} → ${u32(routes.nodeUnderlay[a])}:${this.cfg.vxlanPort} (flow hash ${(b >>> 0).toString(16).padStart(8, '0')} picks the source port), inner to VTEP MAC ${macText(routes.nodeVtepHi[a], routes.nodeVtepLo[a])}, ${this.gsoSize ? `super-frame of ${c} B sent as segments of ${this.gsoSize} B payload` : `${c + VXLAN_OVERHEAD_INNER} B ≤ underlay MTU ${this.cfg.underlayMtu}`}`);
+      case Note.Encap: return t.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)}:${b} → ${u32(routes.nodeUnderlay[a])}:${this.cfg.vxlanPort}, inner to VTEP MAC ${macText(routes.nodeVtepHi[a], routes.nodeVtepLo[a])}, ${c} B ≤ underlay MTU ${this.cfg.underlayMtu}`);
+    }
   }
 
   /** A policy decision in words: which NetworkPolicy and rule, or isolation with no match. */
@@ -561,6 +611,7 @@ export class Dataplane {
     }
     if (!t.matches(inPort, src, dst, proto, sport, dport)) return;
     this.tracing = true;
+    this.traceDv = dv;
     t.begin(`port ${inPort} (${this.ports.label[inPort] || '?'})`, len > 0 ? formatFrame(slab.u8, off, end, false) : 'empty frame');
   }
 
@@ -705,12 +756,12 @@ export class Dataplane {
     const frameLen = ETH_HEADER_LEN + totalLen;   // drops any Ethernet padding
     const r = routes.lookup(dst);
     if (r === Route.Gateway) {
-      if (this.tracing) this.trace!.step('route', `${u32(dst)} is the gateway: answered by the daemon`);
+      if (this.tracing) this.note(Note.RouteGateway, dst);
       return this.toGateway(slab, inPort, off, tx);
     }
     if (!originated) {
       if (dv.getUint8(l3 + IPV4_TTL) <= 1) {
-        if (this.tracing) this.trace!.step('ttl', 'TTL 1 would reach 0');
+        if (this.tracing) this.note(Note.Ttl);
         this.icmpError(slab, inPort, off, ICMP_TIME_EXCEEDED, 0, 0, tx);
         return Drop.TtlExceeded;
       }
@@ -718,25 +769,25 @@ export class Dataplane {
     switch (r) {
       case Route.LocalPod: {
         const out = routes.resultPort;
-        if (this.tracing) this.trace!.step('route', `${u32(dst)} is local pod ${this.ports.label[out]} (port ${out})`);
+        if (this.tracing) this.note(Note.RouteLocal, dst, out);
         if (!originated) ipv4DecrementTtl(dv, l3);
         this.setMacs(dv, off, this.ports.macHi[out], this.ports.macLo[out]);
         return tx.push(out, off, frameLen) ? Drop.None : Drop.TxQueueFull;
       }
       case Route.Host: {
         if (inPort === HOST_PORT) return Drop.NoRoute;   // never hand a packet back to the node that sent it
-        if (this.tracing) this.trace!.step('route', `${u32(dst)}: this node or outside the cluster → the node's kernel (host port)`);
+        if (this.tracing) this.note(Note.RouteHost, dst);
         if (!originated) ipv4DecrementTtl(dv, l3);
         this.setMacs(dv, off, this.cfg.hostMacHi, this.cfg.hostMacLo);
         return tx.push(HOST_PORT, off, frameLen) ? Drop.None : Drop.TxQueueFull;
       }
       case Route.RemoteNode: {
         if (inPort === OVERLAY_PORT) return Drop.NoRoute;   // no transit between nodes
-        if (this.tracing) this.trace!.step('route', `${u32(dst)} → node ${routes.nodes[routes.resultNode]?.name} via its VTEP ${u32(routes.nodeUnderlay[routes.resultNode])}`);
+        if (this.tracing) this.note(Note.RouteRemote, dst, routes.resultNode);
         // A super-frame leaves as segments of gsoSize payload each; that is what must fit.
         const wireLen = this.gsoSize !== 0 ? segmentWireLen(dv, l3, this.gsoSize) : totalLen;
         if (wireLen > this.overlayMtu) {
-          if (this.tracing) this.trace!.step('mtu', `packet ${totalLen} B > overlay MTU ${this.overlayMtu} B${(dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0 ? ' with DF set' : ' without DF'}`);
+          if (this.tracing) this.note(Note.Mtu, wireLen, dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF);
           // RFC 1191: tell the sender the MTU of the next hop so TCP can shrink its segments.
           if ((dv.getUint16(l3 + IPV4_FLAGS_FRAG) & IPV4_FLAG_DF) !== 0) {
             this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_FRAG_NEEDED, this.overlayMtu, tx);
@@ -747,11 +798,11 @@ export class Dataplane {
         return this.encapsulate(slab, off, frameLen, routes.resultNode, tx);
       }
       case Route.HostUnreachable:
-        if (this.tracing) this.trace!.step('route', `${u32(dst)} is in this node's pod CIDR but no pod has it`);
+        if (this.tracing) this.note(Note.RouteHostUnreachable, dst);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_HOST_UNREACH, 0, tx);
         return Drop.HostUnreachable;
       default:
-        if (this.tracing) this.trace!.step('route', `${u32(dst)}: no route (in the cluster CIDR, but no node owns it)`);
+        if (this.tracing) this.note(Note.RouteNone, dst);
         this.icmpError(slab, inPort, off, ICMP_DEST_UNREACH, ICMP_CODE_NET_UNREACH, 0, tx);
         return Drop.NoRoute;
     }
@@ -787,7 +838,7 @@ export class Dataplane {
     if (this.vnet) {
       // The addon segments a super-frame, adds VXLAN headers and sends from the socket the hash picks.
       this.counters.vxlanEncap++;
-      if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort} (flow hash ${(hash >>> 0).toString(16).padStart(8, '0')} picks the source port), inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}, ${this.gsoSize ? `super-frame of ${frameLen} B sent as segments of ${this.gsoSize} B payload` : `${frameLen + VXLAN_OVERHEAD_INNER} B ≤ underlay MTU ${this.cfg.underlayMtu}`}`);
+      if (this.tracing) this.note(Note.EncapGso, node, hash, frameLen);
       return tx.push(OVERLAY_PORT, off, frameLen, routes.nodeUnderlay[node], hash) ? Drop.None : Drop.TxQueueFull;
     }
     const o = off - VXLAN_OVERHEAD_INNER;
@@ -807,7 +858,7 @@ export class Dataplane {
     dv.setUint32(o + 28, 0x08000000);
     dv.setUint32(o + 32, (this.cfg.vni << 8) >>> 0);
     this.counters.vxlanEncap++;
-    if (this.tracing) this.trace!.step('encap', `VXLAN VNI ${this.cfg.vni}: ${u32(routes.selfUnderlayIp)}:${dv.getUint16(o + 20)} → ${u32(routes.nodeUnderlay[node])}:${this.cfg.vxlanPort}, inner to VTEP MAC ${macText(routes.nodeVtepHi[node], routes.nodeVtepLo[node])}, ${underlayLen} B ≤ underlay MTU ${this.cfg.underlayMtu}`);
+    if (this.tracing) this.note(Note.Encap, node, dv.getUint16(o + 20), underlayLen);
     return tx.push(OVERLAY_PORT, o, underlayLen, routes.nodeUnderlay[node]) ? Drop.None : Drop.TxQueueFull;
   }
 
