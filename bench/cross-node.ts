@@ -61,11 +61,12 @@ spec:
 }
 
 /** The minimal PodObj kernelPodUp needs (namespace and name make the pod's netns name). */
-function kernelPod(name: string): PodObj {
+export function kernelPod(name: string): PodObj {
   return { kind: 'Pod', name, namespace: 'bench', uid: `bench/${name}`, labels: {}, annotations: {}, ports: [], ready: true };
 }
 
-async function podwireSide(lab: LabState): Promise<Side> {
+/** Pod bench-a on node1 (client) and bench-b on node2 (server) in a 2-node podwire lab. */
+export async function podwireSide(lab: LabState): Promise<Side> {
   await labApply(lab, podManifest('bench-a', 'node1') + '---\n' + podManifest('bench-b', 'node2'), 'bench/cross-node.ts');
   const pods = await labPods(lab);
   const pa = pods.find((p) => p.name === 'bench-a')!, pb = pods.find((p) => p.name === 'bench-b')!;
@@ -75,15 +76,16 @@ async function podwireSide(lab: LabState): Promise<Side> {
   };
 }
 
-async function kernelSide(lab: LabState): Promise<Side> {
+/** Pods on the kernel nodes of a 2-node kernel lab: 10.244.1.10 on node1 (client), 10.244.2.10 on node2. */
+export async function kernelSide(lab: LabState): Promise<Side> {
   const a = await kernelPodUp(lab, lab.nodes[0], kernelPod('a'), '10.244.1.10');
   const b = await kernelPodUp(lab, lab.nodes[1], kernelPod('b'), '10.244.2.10');
   return { name: 'kernel', clientNs: a, serverNs: b, serverIp: '10.244.2.10', daemons: [] };
 }
 
-export async function crossNode(o: BenchOptions): Promise<string> {
+/** Run the bench; `r` receives every sample (bench/run.ts passes its own to build the summary). */
+export async function crossNode(o: BenchOptions, r = new Results()): Promise<string> {
   const loadStart = loadavg();
-  const r = new Results();
   const ifaces: Record<string, string> = {};
   for (let run = 1; run <= o.runs; run++) {
     const order: ('podwire' | 'kernel')[] = run % 2 === 1 ? ['podwire', 'kernel'] : ['kernel', 'podwire'];

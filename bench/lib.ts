@@ -1,5 +1,5 @@
 /**
- * Benchmark helpers shared by bench/same-node.ts and bench/cross-node.ts.
+ * Benchmark helpers shared by bench/same-node.ts, bench/cross-node.ts, bench/clusterip.ts and bench/ovs.ts.
  *
  * What is here:
  *   - bounded command execution, in the root namespace (only `ip netns ...` plumbing) or inside one
@@ -162,10 +162,14 @@ export async function iperfServer(netns: string, port = 5201, timeoutMs = 5_000)
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-async function iperfClient(clientNs: string, serverNs: string, serverIp: string, args: string[], seconds: number): Promise<Json> {
+/**
+ * One iperf3 test: a one-shot server on port 5201 in `serverNs`, the client in `clientNs` connecting
+ * to `serverIp`:`targetPort` (5201 unless the path translates the port, as a Service does).
+ */
+async function iperfClient(clientNs: string, serverNs: string, serverIp: string, args: string[], seconds: number, targetPort = 5201): Promise<Json> {
   const server = await iperfServer(serverNs);
   try {
-    const r = await nsExec(clientNs, ['iperf3', '-c', serverIp, '-J', '-t', String(seconds), '--connect-timeout', '3000', ...args], (seconds + 20) * 1000);
+    const r = await nsExec(clientNs, ['iperf3', '-c', serverIp, '-p', String(targetPort), '-J', '-t', String(seconds), '--connect-timeout', '3000', ...args], (seconds + 20) * 1000);
     let j: Json;
     try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 ${args.join(' ')}: no JSON (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim()}`); }
     if (j.error) throw new Error(`iperf3 ${args.join(' ')}: ${j.error}`);
@@ -177,8 +181,8 @@ async function iperfClient(clientNs: string, serverNs: string, serverIp: string,
 }
 
 /** TCP throughput in bits/s as received by the server (`end.sum_received`). */
-export async function iperfTcp(clientNs: string, serverNs: string, serverIp: string, seconds: number, streams = 1): Promise<{ bps: number; retransmits: number; seconds: number }> {
-  const j = await iperfClient(clientNs, serverNs, serverIp, ['-P', String(streams)], seconds);
+export async function iperfTcp(clientNs: string, serverNs: string, serverIp: string, seconds: number, streams = 1, targetPort = 5201): Promise<{ bps: number; retransmits: number; seconds: number }> {
+  const j = await iperfClient(clientNs, serverNs, serverIp, ['-P', String(streams)], seconds, targetPort);
   return { bps: j.end.sum_received.bits_per_second, retransmits: j.end.sum_sent?.retransmits ?? 0, seconds: j.end.sum_received.seconds };
 }
 
@@ -363,7 +367,11 @@ export function parseBenchArgs(argv: string[]): { seconds: number; runs: number;
 // podwire daemons on the path (none for a kernel baseline).
 
 export interface DaemonRef { lab: LabState; node: string; pid: number }
-export interface Side { name: string; clientNs: string; serverNs: string; serverIp: string; daemons: DaemonRef[] }
+/**
+ * One path under test. The iperf3 server always listens on 5201 in `serverNs`; the client connects
+ * to `serverIp`:`targetPort` (default 5201; a ClusterIP's port when a Service translates it).
+ */
+export interface Side { name: string; clientNs: string; serverNs: string; serverIp: string; daemons: DaemonRef[]; targetPort?: number }
 
 /** Results of one run, by metric name (one value per run is pushed). */
 export class Results {
@@ -408,7 +416,7 @@ export async function withDaemons<T>(side: Side, r: Results, key: string, fn: ()
 export async function measureTcp(side: Side, r: Results, seconds: number, streams: number): Promise<void> {
   const key = `tcp${streams}`;
   await r.attempt(`${side.name} TCP -P ${streams}`, async () => {
-    const t = await withDaemons(side, r, key, () => iperfTcp(side.clientNs, side.serverNs, side.serverIp, seconds, streams));
+    const t = await withDaemons(side, r, key, () => iperfTcp(side.clientNs, side.serverNs, side.serverIp, seconds, streams, side.targetPort));
     r.push(`${side.name}:${key}:gbps`, t.bps / 1e9);
     r.push(`${side.name}:${key}:retr`, t.retransmits);
   });

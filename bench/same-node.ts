@@ -71,11 +71,11 @@ async function bridgeUp(p: string, mtu: number): Promise<{ a: string; b: string 
   return { a, b };
 }
 
-export async function sameNode(o: BenchOptions): Promise<string> {
+/** Run the bench; `r` receives every sample (bench/run.ts passes its own to build the summary). */
+export async function sameNode(o: BenchOptions, r = new Results()): Promise<string> {
   const lp = uniquePrefix('bn'), kp = uniquePrefix('bk');
   const out: string[] = [];
   const loadStart = loadavg();
-  const r = new Results();
   const offLab = onCleanup(() => labDown(lp));
   const offBr = onCleanup(() => sweepNetns(kp));
   let lab: LabState | undefined;

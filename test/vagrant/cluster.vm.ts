@@ -147,7 +147,8 @@ describe('the lab\'s manifests on VMs', () => {
     }
     expect(pod('shop/database')).toMatchObject({ node: 'node1', ip: '10.244.1.50' });
     expect(pod('vmtest/db')).toMatchObject({ node: 'node2', ip: '10.244.2.40' });
-    expect(new Set(pods.filter((p) => p.namespace === 'shop').map((p) => p.node))).toEqual(new Set(['node1', 'node2']));
+    // Pods without spec.nodeName are scheduled round-robin, so the demo spans the VMs.
+    expect(new Set(pods.filter((p) => p.namespace === 'shop').map((p) => p.node)).size).toBeGreaterThanOrEqual(2);
   });
 
   it('connects the demo pods exactly as the compiled NetworkPolicy says (across VMs too)', async () => {
