@@ -208,7 +208,9 @@ export class Daemon {
     this.hostFd = hostTap.fd;
     await ipBatch([
       `link set dev ${this.opts.hostIf} address ${macToString(host)} mtu ${this.podMtu} up`,
-      `route replace ${this.opts.clusterCidr} via ${u32ToIp(this.routes.gatewayIp)} dev ${this.opts.hostIf} onlink`,
+      // Source the node's own traffic to pods from its InternalIP, never from whatever address comes
+      // first (on a Vagrant VM that is the management NIC, the same 10.0.2.15 on every VM).
+      `route replace ${this.opts.clusterCidr} via ${u32ToIp(this.routes.gatewayIp)} dev ${this.opts.hostIf} onlink src ${self.internalIP}`,
     ]);
     this.ports.attach(PortKind.Host, this.hostFd, host.hi, host.lo, 0, 'host', HOST_PORT);
     const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
