@@ -5,76 +5,19 @@
  */
 import { describe, it, expect, beforeEach } from 'vitest';
 import { FrameSlab, TxQueue } from '../../src/frame/slab.ts';
-import { Fdb } from '../../src/tables/fdb.ts';
-import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../../src/tables/ports.ts';
-import { RouteTable } from '../../src/tables/routes.ts';
+import { hex, mac, csum, cat, eth, ipv4, icmpEcho, udp, arp, testNode, ROUTER, HOST, NODE2_VTEP, A, B } from './frames.ts';
+import { HOST_PORT, OVERLAY_PORT } from '../../src/tables/ports.ts';
 import { Counters } from '../../src/dataplane/counters.ts';
 import { Dataplane } from '../../src/dataplane/pipeline.ts';
 import { Drop, DROP_COUNT } from '../../src/wire/drop.ts';
 import { ipToU32 as ip } from '../../src/control/addressing.ts';
 
-// ---- independent frame builders -------------------------------------------------------------
-const hex = (s: string) => Uint8Array.from(s.replace(/[^0-9a-f]/gi, '').match(/../g)!.map((b) => parseInt(b, 16)));
-const mac = (s: string) => hex(s);
-const ipb = (s: string) => Uint8Array.from(s.split('.').map(Number));
-function csum(b: Uint8Array): number {
-  let s = 0;
-  for (let i = 0; i < b.length; i += 2) s += (b[i] << 8) | (b[i + 1] ?? 0);
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
-}
-function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
-}
-function eth(dst: string, src: string, type: number): Uint8Array { return cat(mac(dst), mac(src), Uint8Array.of(type >> 8, type & 0xff)); }
-function ipv4(src: string, dst: string, proto: number, payload: Uint8Array, o: { ttl?: number; df?: boolean; id?: number } = {}): Uint8Array {
-  const h = new Uint8Array(20), dv = new DataView(h.buffer);
-  dv.setUint8(0, 0x45); dv.setUint16(2, 20 + payload.length); dv.setUint16(4, o.id ?? 0x1234);
-  dv.setUint16(6, o.df ? 0x4000 : 0); dv.setUint8(8, o.ttl ?? 64); dv.setUint8(9, proto);
-  h.set(ipb(src), 12); h.set(ipb(dst), 16);
-  dv.setUint16(10, csum(h));
-  return cat(h, payload);
-}
-function icmpEcho(type: number, id: number, seq: number, data: Uint8Array): Uint8Array {
-  const m = cat(Uint8Array.of(type, 0, 0, 0, id >> 8, id & 0xff, seq >> 8, seq & 0xff), data);
-  const c = csum(m); m[2] = c >> 8; m[3] = c & 0xff;
-  return m;
-}
-function udp(sport: number, dport: number, data: Uint8Array): Uint8Array {
-  const m = cat(Uint8Array.of(sport >> 8, sport & 0xff, dport >> 8, dport & 0xff, 0, 8 + data.length, 0, 0), data);
-  return m;   // checksum 0: "none" (RFC 768)
-}
-function arp(op: number, sha: string, spa: string, tha: string, tpa: string): Uint8Array {
-  return cat(Uint8Array.of(0, 1, 8, 0, 6, 4, 0, op), mac(sha), ipb(spa), mac(tha), ipb(tpa));
-}
-
-// ---- a node: node1 (10.244.1.0/24, 192.168.56.11) with pods A, B and a remote node2 ------------
-const ROUTER = '0e:77:c0:a8:38:0b', HOST = '0e:68:c0:a8:38:0b', NODE2_VTEP = '0e:77:c0:a8:38:0c';
-const A = { mac: '0a:58:0a:f4:01:0a', ip: '10.244.1.10' }, B = { mac: '0a:58:0a:f4:01:0b', ip: '10.244.1.11' };
-let dp: Dataplane, slab: FrameSlab, tx: TxQueue, ports: PortTable, counters: Counters;
+const udpPlain = (sport: number, dport: number, data: Uint8Array) => udp('0.0.0.0', '0.0.0.0', sport, dport, data);
+let dp: Dataplane, slab: FrameSlab, tx: TxQueue, counters: Counters;
 let portA = 0, portB = 0;
 
 beforeEach(() => {
-  ports = new PortTable(16);
-  const routes = new RouteTable(ip('10.244.1.0'), 24, ip('10.244.0.0'), 16, 16);
-  counters = new Counters(16);
-  dp = new Dataplane(ports, routes, new Fdb(64), counters, {
-    routerMacHi: 0x0e77, routerMacLo: ip('192.168.56.11'), hostMacHi: 0x0e68, hostMacLo: ip('192.168.56.11'),
-    vni: 1, vxlanPort: 4789, underlayMtu: 1500,
-  });
-  ports.attach(PortKind.Overlay, 100, 0, 0, ip('192.168.56.11'), 'overlay', OVERLAY_PORT);
-  ports.attach(PortKind.Host, 101, 0x0e68, ip('192.168.56.11'), 0, 'host', HOST_PORT);
-  portA = ports.attach(PortKind.Pod, 102, 0x0a58, ip(A.ip), ip(A.ip), 'default/a');
-  portB = ports.attach(PortKind.Pod, 103, 0x0a58, ip(B.ip), ip(B.ip), 'default/b');
-  routes.setLocalPod(ip(A.ip), portA); routes.setLocalPod(ip(B.ip), portB);
-  routes.upsertNode({ name: 'node1', podNet: ip('10.244.1.0'), prefixLen: 24, underlayIp: ip('192.168.56.11'), vtepMacHi: 0x0e77, vtepMacLo: ip('192.168.56.11'), self: true });
-  routes.upsertNode({ name: 'node2', podNet: ip('10.244.2.0'), prefixLen: 24, underlayIp: ip('192.168.56.12'), vtepMacHi: 0x0e77, vtepMacLo: ip('192.168.56.12'), self: false });
-  dp.refreshPodPorts();
-  slab = new FrameSlab();
-  tx = new TxQueue(256, 16);
+  ({ dp, slab, tx, counters, portA, portB } = testNode());
 });
 
 /** Run frames from `port` (or the overlay when `fromUnderlay` is given) and return what was queued. */
@@ -119,7 +62,7 @@ describe('the bridge', () => {
     const out = run(portB, [reply]);
     expect(out.map((o) => o.port)).toEqual([portA]);
     expect(out[0].bytes).toEqual(reply);
-    const data = cat(eth(B.mac, A.mac, 0x0800), ipv4(A.ip, B.ip, 17, udp(1000, 53, hex('01'))));
+    const data = cat(eth(B.mac, A.mac, 0x0800), ipv4(A.ip, B.ip, 17, udpPlain(1000, 53, hex('01'))));
     const fwd = run(portA, [data]);
     expect(fwd).toHaveLength(1);
     expect(fwd[0].port).toBe(portB);
@@ -129,12 +72,12 @@ describe('the bridge', () => {
 
 describe('anti-spoofing', () => {
   it('drops a frame whose source MAC is not the pod\'s', () => {
-    expect(run(portA, [cat(eth(ROUTER, '02:00:00:00:00:01', 0x0800), ipv4(A.ip, B.ip, 17, udp(1, 2, hex('00'))))])).toHaveLength(0);
+    expect(run(portA, [cat(eth(ROUTER, '02:00:00:00:00:01', 0x0800), ipv4(A.ip, B.ip, 17, udpPlain(1, 2, hex('00'))))])).toHaveLength(0);
     expect(drops(Drop.SpoofedSrcMac)).toBe(1);
     expect(counters.portDrops[portA * DROP_COUNT + Drop.SpoofedSrcMac]).toBe(1);
   });
   it('drops a packet whose source IP is not the pod\'s', () => {
-    expect(run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(B.ip, '10.244.2.5', 17, udp(1, 2, hex('00'))))])).toHaveLength(0);
+    expect(run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(B.ip, '10.244.2.5', 17, udpPlain(1, 2, hex('00'))))])).toHaveLength(0);
     expect(drops(Drop.SpoofedSrcIp)).toBe(1);
   });
   it('ignores ARP claiming another pod\'s address', () => {
@@ -145,7 +88,7 @@ describe('anti-spoofing', () => {
 
 describe('routing', () => {
   it('encapsulates traffic for another node\'s CIDR in VXLAN (RFC 7348), byte-exact but for the source port', () => {
-    const inner = ipv4(A.ip, '10.244.2.5', 17, udp(40000, 53, hex('68656c6c6f')));
+    const inner = ipv4(A.ip, '10.244.2.5', 17, udpPlain(40000, 53, hex('68656c6c6f')));
     const out = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), inner)]);
     expect(out).toHaveLength(1);
     expect(out[0].port).toBe(OVERLAY_PORT);
@@ -162,7 +105,7 @@ describe('routing', () => {
     expect(dv.getUint16(26)).toBe(0);
     expect(Array.from(b.slice(28, 36))).toEqual([0x08, 0, 0, 0, 0, 0, 1, 0]);
     // inner frame: to node2's VTEP MAC from ours, TTL 63, header checksum still valid
-    const routed = ipv4(A.ip, '10.244.2.5', 17, udp(40000, 53, hex('68656c6c6f')), { ttl: 63 });
+    const routed = ipv4(A.ip, '10.244.2.5', 17, udpPlain(40000, 53, hex('68656c6c6f')), { ttl: 63 });
     expect(b.slice(36)).toEqual(cat(eth(NODE2_VTEP, ROUTER, 0x0800), routed));
     // the same flow always gets the same source port; another flow very likely another
     const again = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), inner)]);
@@ -170,15 +113,15 @@ describe('routing', () => {
   });
 
   it('decapsulates VXLAN from a member to the local pod (MACs rewritten, TTL-1)', () => {
-    const inner = cat(eth(ROUTER, NODE2_VTEP, 0x0800), ipv4('10.244.2.5', A.ip, 17, udp(53, 40000, hex('6869'))));
+    const inner = cat(eth(ROUTER, NODE2_VTEP, 0x0800), ipv4('10.244.2.5', A.ip, 17, udpPlain(53, 40000, hex('6869'))));
     const out = run(OVERLAY_PORT, [cat(hex('0800000000000100'), inner)], '192.168.56.12');
     expect(out).toHaveLength(1);
     expect(out[0].port).toBe(portA);
-    expect(out[0].bytes).toEqual(cat(eth(A.mac, ROUTER, 0x0800), ipv4('10.244.2.5', A.ip, 17, udp(53, 40000, hex('6869')), { ttl: 63 })));
+    expect(out[0].bytes).toEqual(cat(eth(A.mac, ROUTER, 0x0800), ipv4('10.244.2.5', A.ip, 17, udpPlain(53, 40000, hex('6869')), { ttl: 63 })));
   });
 
   it('drops VXLAN from a non-member, with a wrong VNI, bad flags, or for another VTEP MAC', () => {
-    const inner = cat(eth(ROUTER, NODE2_VTEP, 0x0800), ipv4('10.244.2.5', A.ip, 17, udp(53, 40000, hex('6869'))));
+    const inner = cat(eth(ROUTER, NODE2_VTEP, 0x0800), ipv4('10.244.2.5', A.ip, 17, udpPlain(53, 40000, hex('6869'))));
     expect(run(OVERLAY_PORT, [cat(hex('0800000000000100'), inner)], '192.168.56.99')).toHaveLength(0);
     expect(run(OVERLAY_PORT, [cat(hex('0800000000000200'), inner)], '192.168.56.12')).toHaveLength(0);
     expect(run(OVERLAY_PORT, [cat(hex('0000000000000100'), inner)], '192.168.56.12')).toHaveLength(0);
@@ -188,7 +131,7 @@ describe('routing', () => {
   });
 
   it('sends ICMP time exceeded for TTL 1, quoting the original header', () => {
-    const pkt = ipv4(A.ip, '10.244.2.5', 17, udp(40000, 53, hex('00')), { ttl: 1 });
+    const pkt = ipv4(A.ip, '10.244.2.5', 17, udpPlain(40000, 53, hex('00')), { ttl: 1 });
     const out = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), pkt)]);
     expect(drops(Drop.TtlExceeded)).toBe(1);
     expect(out).toHaveLength(1);
@@ -204,7 +147,7 @@ describe('routing', () => {
   });
 
   it('answers an oversize DF packet for the overlay with fragmentation-needed carrying MTU 1450', () => {
-    const big = ipv4(A.ip, '10.244.2.5', 17, udp(1, 2, new Uint8Array(1460)), { df: true });
+    const big = ipv4(A.ip, '10.244.2.5', 17, udpPlain(1, 2, new Uint8Array(1460)), { df: true });
     const out = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), big)]);
     expect(drops(Drop.FragNeeded)).toBe(1);
     expect(out).toHaveLength(1);
@@ -215,15 +158,15 @@ describe('routing', () => {
   });
 
   it('answers an unroutable cluster address with net unreachable and a missing local pod with host unreachable', () => {
-    const o1 = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '10.244.9.9', 17, udp(1, 2, hex('00'))))]);
+    const o1 = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '10.244.9.9', 17, udpPlain(1, 2, hex('00'))))]);
     expect(o1[0].bytes[34]).toBe(3); expect(o1[0].bytes[35]).toBe(0);
-    const o2 = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '10.244.1.99', 17, udp(1, 2, hex('00'))))]);
+    const o2 = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '10.244.1.99', 17, udpPlain(1, 2, hex('00'))))]);
     expect(o2[0].bytes[34]).toBe(3); expect(o2[0].bytes[35]).toBe(1);
     expect([drops(Drop.NoRoute), drops(Drop.HostUnreachable)]).toEqual([1, 1]);
   });
 
   it('sends traffic for the node\'s own address, or outside the cluster, to the host port', () => {
-    const out = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '192.168.56.11', 17, udp(1, 2, hex('00'))))]);
+    const out = run(portA, [cat(eth(ROUTER, A.mac, 0x0800), ipv4(A.ip, '192.168.56.11', 17, udpPlain(1, 2, hex('00'))))]);
     expect(out.map((o) => o.port)).toEqual([HOST_PORT]);
     expect(out[0].bytes.slice(0, 12)).toEqual(cat(mac(HOST), mac(ROUTER)));
   });
