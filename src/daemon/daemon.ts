@@ -551,8 +551,9 @@ export class Daemon {
           done.push(`${kind}/${k} deleted`);
         } else throw new Error(`cannot delete ${key}: kind must be Pod, Node, Namespace, Service, EndpointSlice or NetworkPolicy`);
       }
-      this.recomputeServices();
-      this.onClusterChange();
+      const kinds = keys.map((k) => k.split('/')[0]);
+      if (kinds.some((k) => k !== 'NetworkPolicy' && k !== 'Namespace' && k !== 'Node')) this.recomputeServices();
+      if (kinds.some((k) => k !== 'Service' && k !== 'EndpointSlice')) this.onClusterChange();
       return done;
     });
   }
@@ -629,8 +630,10 @@ export class Daemon {
       for (const key of createdPods.reverse()) { await this.deleteLocalPod(key).catch(() => undefined); this.pods.delete(key); }
       throw e;
     }
-    this.recomputeServices();
-    this.onClusterChange();
+    // Services depend on pods and slices; NetworkPolicy on namespaces, pods, nodes and policies.
+    // Recompile only what a request can have changed.
+    if (objs.some((o) => o.kind !== 'NetworkPolicy' && o.kind !== 'Namespace' && o.kind !== 'Node')) this.recomputeServices();
+    if (objs.some((o) => o.kind !== 'Service' && o.kind !== 'EndpointSlice')) this.onClusterChange();
     return res;
   }
 
