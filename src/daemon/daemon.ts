@@ -40,13 +40,9 @@ import { Conntrack } from '../tables/conntrack.ts';
 import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
 import { compilePolicies, type CompiledPolicy } from '../policy/compiler.ts';
 import type { ClusterView } from '../policy/model.ts';
-import { TraceSession, type TraceFilter, type TraceRecord } from '../dataplane/trace.ts';
-import { Metrics } from '../metrics/metrics.ts';
-import { PcapWriter, LINKTYPE_ETHERNET, LINKTYPE_IPV4, writeSyntheticUdpIpv4 } from '../io/pcap.ts';
-import { emitIpv4, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4.ts';
-import { emitTcp } from '../wire/tcp.ts';
-import { emitUdp } from '../wire/udp.ts';
-import { emitIcmp } from '../wire/icmp.ts';
+import type { TraceFilter } from '../dataplane/trace.ts';
+import { Explainer } from './explain.ts';
+import { IPPROTO_UDP } from '../wire/ipv4.ts';
 import { NodeIpam } from '../control/ipam.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
@@ -89,7 +85,7 @@ export interface ApplyResult {
   assigned: Record<string, { podIP?: string; clusterIP?: string; nodePorts?: number[] }>;
 }
 
-interface PodState {
+export interface PodState {
   obj: PodObj;
   ip: string;
   netns: string;
@@ -119,6 +115,8 @@ export class Daemon {
   readonly svcObjs = new Map<string, ServiceObj>();
   readonly slices = new Map<string, EndpointSliceObj>();
   readonly policies = new Map<string, NetworkPolicyObj>();
+  /** Flow log, traces, captures, metrics (daemon/explain.ts). */
+  readonly explain = new Explainer(this);
   routes!: RouteTable;
   dp!: Dataplane;
   self!: NodeObj;
@@ -141,7 +139,7 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   private underlayIf = '';
   private busy: Promise<unknown> = Promise.resolve();
-  private log: (line: string) => void;
+  readonly log: (line: string) => void;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
@@ -190,8 +188,8 @@ export class Daemon {
     this.allocator = new ServiceAllocator(this.opts.serviceCidr ?? '10.96.0.0/12', ...(this.opts.nodePortRange ?? [30000, 32767]));
     this.dp.services = this.services;
     this.dp.ct = this.ct;
-    this.dp.describe = (ip) => this.describe(ip);
-    if (this.opts.flowLog) this.attachFlowLog(this.opts.flowLog, this.opts.flowLogPerSecond ?? 1000);
+    this.dp.describe = (ip) => this.explain.describe(ip);
+    if (this.opts.flowLog) this.explain.attachFlowLog(this.opts.flowLog, this.opts.flowLogPerSecond ?? 1000);
 
     // The overlay: receive on UDP 4789, send through a raw socket (we write the outer headers).
     this.udpFd = this.addon.openUdp(selfIp, this.opts.vxlanPort);
@@ -216,7 +214,7 @@ export class Daemon {
     const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
     hw.start(); this.watchers.push(hw);
 
-    await this.startMetrics();
+    await this.explain.startMetrics();
     await this.steerNodePorts();
     await this.applyObjects(objs);
     this.timers.push(setInterval(() => this.fdb.sweep(Date.now()), 10_000));
@@ -267,145 +265,14 @@ export class Daemon {
   }
   private nodePortsSteered = false;
 
-  private metrics?: Metrics;
-  metricsPort = 0;
-  /** Policy verdict counts carried across recompilations (rule ids change; names don't). */
-  private readonly policyHitTotals = new Map<string, number>();
 
-  private async startMetrics(): Promise<void> {
-    const addr = this.opts.metricsAddr ?? '127.0.0.1:9402';
-    if (!addr) return;
-    const i = addr.lastIndexOf(':');
-    const host = addr.slice(0, i), port = Number(addr.slice(i + 1));
-    this.metrics = new Metrics({
-      node: this.self.name,
-      counters: this.counters,
-      portLabels: () => this.ports.attached().map((p) => ({ port: p, label: this.ports.label[p], kind: p === OVERLAY_PORT ? 'overlay' : p === HOST_PORT ? 'host' : 'pod' })),
-      services: () => (this.servicesView() as { servicePort: string; backends: { address: string; pod?: string; selections: number }[] }[]).map((v) => ({ key: v.servicePort, backends: v.backends })),
-      conntrack: () => ({ entries: this.ct.size, capacity: this.ct.capacity, evictions: this.ct.evictions, expired: this.ct.expired }),
-      policyVerdicts: () => this.policyVerdicts(),
-      batchSizeHistogram: () => {
-        const le = [1, 2, 4, 8, 16, 32, 64];
-        return { le, counts: Array.from(this.dp.batchSizes.subarray(0, 7)), sum: this.counters.batchFrames, count: this.counters.batches };
-      },
-    });
-    try {
-      this.metricsPort = await this.metrics.listen(host, port);
-    } catch (e) {
-      this.log(`metrics endpoint not started: ${(e as Error).message}`);
-      this.metrics = undefined;
-    }
-  }
-
-  /** Fold the data plane's per-rule counters into totals keyed by policy name (before a recompile). */
-  private foldPolicyHits(): void {
-    const hits = this.dp.policyRuleHits;
-    if (!this.compiled) return;
-    for (let id = 0; id < hits.length; id++) {
-      if (hits[id] === 0) continue;
-      let r;
-      try { r = this.compiled.ruleInfo(id); } catch { hits[id] = 0; continue; }
-      const key = `${r.namespace}/${r.name}|${r.direction}|${r.ruleIndex}`;
-      this.policyHitTotals.set(key, (this.policyHitTotals.get(key) ?? 0) + hits[id]);
-      hits[id] = 0;
-    }
-  }
-
-  private policyVerdicts(): { policy: string; direction: string; rule: number; verdict: 'allow' | 'deny'; count: number }[] {
-    this.foldPolicyHits();
-    const out: { policy: string; direction: string; rule: number; verdict: 'allow' | 'deny'; count: number }[] = [];
-    for (const [k, count] of this.policyHitTotals) {
-      const [policy, direction, rule] = k.split('|');
-      out.push({ policy, direction, rule: Number(rule), verdict: 'allow', count });
-    }
-    out.push({ policy: '(isolation, no rule matched)', direction: 'Egress', rule: -1, verdict: 'deny', count: this.dp.policyDenied[0] });
-    out.push({ policy: '(isolation, no rule matched)', direction: 'Ingress', rule: -1, verdict: 'deny', count: this.dp.policyDenied[1] });
-    return out;
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Capture.
-  // ---------------------------------------------------------------------------------------------
-
-  private captureState?: { writer: PcapWriter; port: number; overlay: boolean; file: string; decap: boolean };
-
-  /**
-   * Capture a pod's port (Ethernet frames, both directions) or the overlay (datagrams with their
-   * outer IPv4/UDP headers, or with `decap` the inner Ethernet frames) to a pcap file, for at most
-   * `count` packets or `seconds`. Returns when done, with what was written.
-   */
-  async capture(req: { pod?: string; overlay?: boolean; decap?: boolean; file: string; count?: number; seconds?: number }): Promise<{ file: string; packets: number; dropped: number }> {
-    if (this.captureState) throw new Error('a capture is already running on this node');
-    const count = Math.min(req.count ?? 1000, 1_000_000), seconds = Math.min(req.seconds ?? 10, 600);
-    let port = -1;
-    if (!req.overlay) {
-      const st = this.local.get(req.pod ?? '');
-      if (!st) throw new Error(`no pod ${req.pod} on node ${this.self.name}`);
-      port = st.port;
-    }
-    const linkType = req.overlay && !req.decap ? LINKTYPE_IPV4 : LINKTYPE_ETHERNET;
-    const writer = new PcapWriter(req.file, linkType, { maxPackets: count });
-    this.captureState = { writer, port, overlay: !!req.overlay, file: req.file, decap: !!req.decap };
-    const selfIp = ipToU32(this.self.internalIP);
-    if (req.overlay) {
-      const inner = this.dp.innerOffset;
-      this.dp.captureOverlay = (slab, slot, len, src) => {
-        const off = slab.frameOffset(slot);
-        if (req.decap) { if (len > inner) writer.write(slab.u8, off + inner, len - inner); return; }
-        if (this.vnet) {
-          // [VXLAN 8][vnet 12][inner]: record VXLAN + inner with synthetic outer headers, in a copy.
-          this.captureScratch ??= new Uint8Array(28 + 8 + 65536 + 64);
-          const b = this.captureScratch;
-          b.set(slab.u8.subarray(off, off + 8), 28);
-          b.set(slab.u8.subarray(off + inner, off + len), 36);
-          const n = writeSyntheticUdpIpv4(b, 0, src, selfIp, 0, this.opts.vxlanPort, b, 28, 8 + len - inner);
-          if (n) writer.write(b, 0, n);
-          return;
-        }
-        // The socket gives the VXLAN payload; put back outer IPv4/UDP headers (in the headroom).
-        const n = writeSyntheticUdpIpv4(slab.u8, off - 28, src, selfIp, slab.srcPorts[slot], this.opts.vxlanPort, slab.u8, off, len);
-        if (n) writer.write(slab.u8, off - 28, n);
-      };
-    } else {
-      this.dp.capture = writer;
-      this.dp.capturePort = port;
-    }
-    const deadline = Date.now() + seconds * 1000;
-    while (Date.now() < deadline && writer.packets < count && !writer.done) await new Promise((r) => setTimeout(r, 50));
-    this.dp.capturePort = -1; this.dp.capture = undefined; this.dp.captureOverlay = undefined;
-    this.captureState = undefined;
-    await writer.close();
-    return { file: req.file, packets: writer.packets, dropped: writer.dropped };
-  }
-
-  private captureScratch?: Uint8Array;
-
-  /**
-   * Record a datagram leaving for the overlay. Plain-frame mode wrote the outer IPv4/UDP/VXLAN
-   * headers itself (the entry starts with them); super-frame mode leaves them to the addon, so they
-   * are synthesised here (the super-frame is recorded whole, as GRO-aware captures show it).
-   */
-  private captureOverlayTx(off: number, len: number, dst: number): void {
-    const st = this.captureState!, u8 = this.slab.u8;
-    if (!this.vnet) {
-      if (st.decap) st.writer.write(u8, off + 36, len - 36); else st.writer.write(u8, off, len);
-      return;
-    }
-    if (st.decap) { st.writer.write(u8, off, len); return; }
-    this.captureScratch ??= new Uint8Array(28 + 8 + 65536 + 64);
-    const b = this.captureScratch, dv = new DataView(b.buffer);
-    dv.setUint32(28, 0x08000000); dv.setUint32(32, (this.opts.vni << 8) >>> 0);
-    b.set(u8.subarray(off, off + len), 36);
-    const n = writeSyntheticUdpIpv4(b, 0, ipToU32(this.self.internalIP), dst, 0, this.opts.vxlanPort, b, 28, 8 + len);
-    if (n) st.writer.write(b, 0, n);
-  }
 
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
   get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    await this.metrics?.close().catch(() => undefined);
+    await this.explain.metrics?.close().catch(() => undefined);
     this.server?.close();
     for (const key of [...this.local.keys()]) await this.deleteLocalPod(key).catch((e) => this.log(String(e)));
     for (const w of this.watchers) w.stop();
@@ -496,7 +363,7 @@ export class Daemon {
       const p = tx.touched[k], start = tx.groupStart[p], n = tx.groupEnd[p] - start;
       if (ports.kind[p] === PortKind.Free) { for (let i = 0; i < n; i++) c.drop(p, Drop.UnknownPort); continue; }
       if (p === this.dp.capturePort) for (let i = start; i < start + n; i++) this.dp.capture!.write(u8, tx.sortedOff[i], tx.sortedLen[i]);
-      if (p === OVERLAY_PORT && this.captureState?.overlay) for (let i = start; i < start + n; i++) this.captureOverlayTx(tx.sortedOff[i], tx.sortedLen[i], tx.sortedDst[i]);
+      if (p === OVERLAY_PORT && this.explain.captureState?.overlay) for (let i = start; i < start + n; i++) this.explain.captureOverlayTx(tx.sortedOff[i], tx.sortedLen[i], tx.sortedDst[i]);
       if (this.vnet) {
         // Every frame carries its virtio-net header in the 12 bytes before it.
         for (let i = start; i < start + n; i++) { tx.sortedOff[i] -= VNET_HDR_LEN; tx.sortedLen[i] += VNET_HDR_LEN; }
@@ -675,7 +542,7 @@ export class Daemon {
   }
 
   /** Which pod (or address) each backend of a service port is, for views. */
-  private readonly backendRefs = new Map<string, string[]>();
+  readonly backendRefs = new Map<string, string[]>();
 
   /**
    * Recompile NetworkPolicy from the whole cluster state and swap the tables in at once: the data
@@ -684,7 +551,7 @@ export class Daemon {
    */
   protected onClusterChange(): void {
     if (this.policies.size === 0) {
-      this.foldPolicyHits();
+      this.explain.foldPolicyHits();
       if (this.dp.policy) { this.dp.policy = undefined; this.dp.policyGeneration++; }
       this.compiled = undefined;
       return;
@@ -693,7 +560,7 @@ export class Daemon {
     const view = this.policyView();
     try {
       const compiled = compilePolicies(view);
-      this.foldPolicyHits();
+      this.explain.foldPolicyHits();
       this.compiled = compiled;
       this.dp.policy = compiled;
       this.dp.policyGeneration++;
@@ -837,148 +704,6 @@ export class Daemon {
     this.log(`pod ${key}: deleted`);
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Explaining: names for addresses, the flow log, traces and synthetic packets.
-  // ---------------------------------------------------------------------------------------------
-
-  /** An address in Kubernetes terms: a pod, a Service, a node, the gateway. */
-  describe(ip: number): string {
-    const text = u32ToIp(ip);
-    if (ip === this.routes.gatewayIp) return `gateway of ${this.self.name}`;
-    for (const p of this.pods.values()) if (p.podIP === text) return `pod ${p.namespace}/${p.name}`;
-    for (const n of this.nodes.values()) if (n.internalIP === text) return `node ${n.name}`;
-    for (const s of this.svcObjs.values()) if (s.clusterIP === text) return `Service ${s.namespace}/${s.name}`;
-    return text;
-  }
-
-  /**
-   * The flow log: one JSON line per connection event (new, denied), like Cilium's Hubble, with
-   * pods, namespaces, Service, backend and the policy verdict. Rate-limited by a token bucket, with
-   * the number suppressed reported on the next line that gets through.
-   */
-  private attachFlowLog(target: string, perSecond: number): void {
-    const out = target === '-' ? process.stdout : fs.createWriteStream(target, { flags: 'a' });
-    let tokens = perSecond, last = Date.now(), suppressed = 0;
-    const protoName: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 132: 'SCTP' };
-    this.dp.onFlow = (event, proto, src, dst, sport, dport, svc, backend, detail) => {
-      const now = Date.now();
-      tokens = Math.min(perSecond, tokens + ((now - last) * perSecond) / 1000); last = now;
-      if (tokens < 1) { suppressed++; return; }
-      tokens--;
-      const who = (ip: number) => { const t = u32ToIp(ip); const p = [...this.pods.values()].find((x) => x.podIP === t); return p ? { ip: t, namespace: p.namespace, pod: p.name } : { ip: t, name: this.describe(ip) }; };
-      const rec: Record<string, unknown> = { time: new Date(now).toISOString(), node: this.self.name, event, protocol: protoName[proto] ?? proto, source: { ...who(src), port: sport }, destination: { ...who(dst), port: dport } };
-      if (svc >= 0) {
-        const spec = this.services.specs[svc];
-        rec.service = spec?.key;
-        if (backend >= 0) { const set = this.services.backends[svc]; rec.backend = { ip: u32ToIp(set.ips[backend]), port: set.ports[backend], pod: this.backendRefs.get(spec!.key)?.[backend] }; }
-      }
-      if (event === 'denied') {
-        if (detail) {
-          const local = detail === 'egress' ? src : dst;
-          rec.verdict = 'DENIED';
-          rec.reason = `NetworkPolicy isolates ${this.describe(local)} for ${detail} and no rule allows it`;
-          rec.policies = [...this.policies.values()].filter((p) => p.policyTypes.includes(detail === 'egress' ? 'Egress' : 'Ingress')).map((p) => `${p.namespace}/${p.name}`);
-        } else { rec.verdict = 'REJECTED'; rec.reason = 'Service has no ready endpoint'; }
-      } else {
-        rec.verdict = 'FORWARDED';
-        if (this.compiled) rec.policy = this.compiled.explain({ src: svc >= 0 && backend >= 0 ? src : src, dst: svc >= 0 && backend >= 0 ? this.services.backends[svc].ips[backend] : dst, proto, dport: svc >= 0 && backend >= 0 ? this.services.backends[svc].ports[backend] : dport });
-      }
-      if (suppressed) { rec.suppressedBefore = suppressed; suppressed = 0; }
-      out.write(JSON.stringify(rec) + '\n');
-    };
-  }
-
-  /**
-   * Trace real packets matching `filter` for at most `count` packets or `seconds`, and return the
-   * records. Only one session at a time.
-   */
-  async traceReal(filter: TraceFilter, count: number, seconds: number): Promise<TraceRecord[]> {
-    if (this.dp.trace) throw new Error('a trace is already running on this node');
-    const session = new TraceSession(this.self.name, filter, Math.min(count, 1000), Math.min(seconds, 300) * 1000);
-    this.dp.trace = session;
-    try {
-      while (!session.done && this.dp.trace === session) await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      if (this.dp.trace === session) this.dp.trace = undefined;
-    }
-    return session.records;
-  }
-
-  private scratch?: { slab: FrameSlab; tx: TxQueue; ct: Conntrack; counters: Counters };
-
-  /**
-   * Follow a synthetic packet through the same stages without sending it (Open vSwitch's
-   * ofproto/trace): nothing is learned, chosen for good, tracked or counted. When the packet would
-   * leave for another node, the VXLAN datagram is returned so the trace can continue there.
-   */
-  injectSynthetic(req: { pod?: string; overlayFrom?: string; datagramHex?: string; dst?: string; proto?: number; dport?: number; sport?: number }): { records: TraceRecord[]; outputs: { port: number; label: string; bytes: number }[]; overlay?: { to: string; from: string; datagramHex: string } } {
-    if (this.dp.trace) throw new Error('a trace is running on this node; try again when it ends');
-    this.scratch ??= { slab: new FrameSlab(), tx: new TxQueue(256, 1024), ct: new Conntrack(64), counters: new Counters(1024) };
-    const { slab, tx } = this.scratch;
-    slab.reset(); tx.clear();
-    const session = new TraceSession(this.self.name, {}, 1, 10_000);
-    session.synthetic = true;
-    const saved = { ct: this.dp.ct, counters: (this.dp as unknown as { counters: Counters }).counters };
-    this.dp.ct = new Conntrack(64);
-    (this.dp as unknown as { counters: Counters }).counters = this.scratch.counters;
-    this.dp.dryRun = true; this.services.dryRun = true; this.dp.trace = session;
-    try {
-      const now = Date.now();
-      if (req.datagramHex !== undefined) {
-        const bytes = Buffer.from(req.datagramHex, 'hex');
-        const o = slab.frameOffset(0);
-        if (this.vnet) {
-          // Slot layout in super-frame mode: [VXLAN 8][virtio-net header 12][inner frame].
-          slab.u8.set(bytes.subarray(0, 8), o); slab.u8.fill(0, o + 8, o + 20); slab.u8.set(bytes.subarray(8), o + 20);
-          slab.lens[0] = bytes.length + VNET_HDR_LEN;
-        } else { slab.u8.set(bytes, o); slab.lens[0] = bytes.length; }
-        slab.srcAddrs[0] = ipToU32(req.overlayFrom ?? '0.0.0.0');
-        this.dp.processOverlayBatch(slab, 1, tx, now);
-      } else {
-        const st = this.local.get(req.pod ?? '');
-        if (!st) throw new Error(`no pod ${req.pod} on node ${this.self.name}`);
-        const v = this.vnet ? VNET_HDR_LEN : 0;
-        slab.u8.fill(0, slab.frameOffset(0), slab.frameOffset(0) + v);
-        const len = this.buildSynthetic(slab, slab.frameOffset(0) + v, st, req.dst ?? '', req.proto ?? IPPROTO_TCP, req.dport ?? 80, req.sport ?? 40000);
-        slab.lens[0] = len + v;
-        this.dp.processTapBatch(slab, st.port, 1, tx, now);
-      }
-    } finally {
-      this.dp.ct = saved.ct;
-      (this.dp as unknown as { counters: Counters }).counters = saved.counters;
-      this.dp.dryRun = false; this.services.dryRun = false; this.dp.trace = undefined;
-    }
-    const outputs: { port: number; label: string; bytes: number }[] = [];
-    let overlay: { to: string; from: string; datagramHex: string } | undefined;
-    for (let i = 0; i < tx.count; i++) {
-      outputs.push({ port: tx.port[i], label: this.ports.label[tx.port[i]], bytes: tx.len[i] });
-      if (tx.port[i] === OVERLAY_PORT && !overlay) {
-        // What the peer's socket would read: the VXLAN header and the inner frame.
-        const hex = this.vnet
-          ? Buffer.concat([Buffer.from([0x08, 0, 0, 0, (this.opts.vni >>> 16) & 0xff, (this.opts.vni >>> 8) & 0xff, this.opts.vni & 0xff, 0]), Buffer.from(slab.u8.subarray(tx.off[i], tx.off[i] + tx.len[i]))]).toString('hex')
-          : Buffer.from(slab.u8.subarray(tx.off[i] + 28, tx.off[i] + tx.len[i])).toString('hex');
-        overlay = { to: u32ToIp(tx.dstAddr[i]), from: this.self.internalIP, datagramHex: hex };
-      }
-    }
-    return { records: session.records, outputs, overlay };
-  }
-
-  /** The first packet a pod would send to dst (a TCP SYN, a UDP datagram or a ping). */
-  private buildSynthetic(slab: FrameSlab, off: number, st: PodState, dst: string, proto: number, dport: number, sport: number): number {
-    const dv = slab.dv, u8 = slab.u8, dstIp = ipToU32(dst), podIp = ipToU32(st.ip);
-    const sameSubnet = ((dstIp & this.routes.localMask) >>> 0) === this.routes.localNet && dstIp !== this.routes.gatewayIp;
-    const peer = sameSubnet ? this.routes.localPort(dstIp) : -1;
-    const dstMac = peer >= 0 ? { hi: this.ports.macHi[peer], lo: this.ports.macLo[peer] } : { hi: this.dp.cfg.routerMacHi, lo: this.dp.cfg.routerMacLo };
-    const mac = macFromIp(POD_MAC_PREFIX, podIp);
-    dv.setUint16(off, dstMac.hi); dv.setUint32(off + 2, dstMac.lo); dv.setUint16(off + 6, mac.hi); dv.setUint32(off + 8, mac.lo); dv.setUint16(off + 12, 0x0800);
-    const l4 = off + 14 + 20;
-    let l4len: number;
-    if (proto === IPPROTO_TCP) l4len = emitTcp({ srcPort: sport, dstPort: dport, seq: 1, ack: 0, flags: 0x02, window: 64240, urgent: 0, options: new Uint8Array(0), payload: new Uint8Array(0) }, u8, l4, podIp, dstIp);
-    else if (proto === IPPROTO_UDP) l4len = emitUdp({ srcPort: sport, dstPort: dport, payload: new TextEncoder().encode('podwire trace') }, u8, l4, podIp, dstIp);
-    else l4len = emitIcmp({ type: 8, code: 0, rest: (sport << 16) | 1, payload: new Uint8Array(8) }, u8, l4);
-    emitIpv4({ tos: 0, id: 1, flags: 0x4000, fragOffset: 0, ttl: 64, proto, src: st.ip, dst, options: new Uint8Array(0), payloadLen: l4len }, u8, off + 14);
-    return 14 + 20 + l4len;
-  }
 
   // ---------------------------------------------------------------------------------------------
   // Views and the admin socket.
@@ -1083,11 +808,11 @@ export class Daemon {
             dst: f.dst !== undefined ? ipToU32(String(f.dst)) : undefined, proto: f.proto !== undefined ? Number(f.proto) : undefined,
             port: f.port !== undefined ? Number(f.port) : undefined, newOnly: f.newOnly === true, dropsOnly: f.dropsOnly === true,
           };
-          return { ok: true, result: await this.traceReal(filter, r.count ?? 10, r.seconds ?? 10) };
+          return { ok: true, result: await this.explain.traceReal(filter, r.count ?? 10, r.seconds ?? 10) };
         }
-        case 'capture': return { ok: true, result: await this.capture(req as unknown as Parameters<Daemon['capture']>[0]) };
-        case 'metrics': return { ok: true, result: { port: this.metricsPort } };
-        case 'inject': return { ok: true, result: this.injectSynthetic(req as unknown as Parameters<Daemon['injectSynthetic']>[0]) };
+        case 'capture': return { ok: true, result: await this.explain.capture(req as unknown as Parameters<Explainer['capture']>[0]) };
+        case 'metrics': return { ok: true, result: { port: this.explain.metricsPort } };
+        case 'inject': return { ok: true, result: this.explain.injectSynthetic(req as unknown as Parameters<Explainer['injectSynthetic']>[0]) };
         default: return { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
       }
     } catch (e) {
