@@ -38,7 +38,7 @@ import {
 import { ServiceTable, LB_NAMES } from '../tables/services.ts';
 import { Conntrack } from '../tables/conntrack.ts';
 import { computeServicePorts, ServiceAllocator } from '../control/services.ts';
-import { compilePolicies, type CompiledPolicy } from '../policy/compiler.ts';
+import { compilePolicies, updatePolicies, type CompiledPolicy } from '../policy/compiler.ts';
 import type { ClusterView } from '../policy/model.ts';
 import type { TraceFilter } from '../dataplane/trace.ts';
 import { Explainer } from './explain.ts';
@@ -447,7 +447,9 @@ export class Daemon {
     const newPolicies = objs.filter((o): o is NetworkPolicyObj => o.kind === 'NetworkPolicy');
     if (newPolicies.length) {
       const keys = new Set(newPolicies.map((p) => `${p.namespace}/${p.name}`));
-      compilePolicies({ ...this.policyView(), policies: [...[...this.policies.entries()].filter(([k]) => !keys.has(k)).map(([, v]) => v), ...newPolicies] });
+      const candidate = { ...this.policyView(), policies: [...[...this.policies.entries()].filter(([k]) => !keys.has(k)).map(([, v]) => v), ...newPolicies] };
+      if (this.compiled && this.compiledView) updatePolicies(this.compiled, this.compiledView, candidate);
+      else compilePolicies(candidate);
     }
     const res: ApplyResult = { lines: [], assigned: {} };
     const createdPods: string[] = [];
@@ -554,24 +556,33 @@ export class Daemon {
       this.explain.foldPolicyHits();
       if (this.dp.policy) { this.dp.policy = undefined; this.dp.policyGeneration++; }
       this.compiled = undefined;
+      this.compiledView = undefined;
       return;
     }
     const t0 = performance.now();
     const view = this.policyView();
     try {
-      const compiled = compilePolicies(view);
+      // Incremental where it is exact and cheap (scaling a Deployment touches only the ipcache;
+      // editing a policy rebuilds only the tables it applies to); a full compile otherwise.
+      const compiled = this.compiled && this.compiledView ? updatePolicies(this.compiled, this.compiledView, view) : compilePolicies(view);
       this.explain.foldPolicyHits();
       this.compiled = compiled;
+      this.compiledView = view;
       this.dp.policy = compiled;
       this.dp.policyGeneration++;
       this.lastCompileMs = performance.now() - t0;
+      this.lastCompileKind = compiled.update?.kind ?? 'full';
+      if (this.lastCompileMs > 1000) this.log(`NetworkPolicy ${this.lastCompileKind} recompilation took ${this.lastCompileMs.toFixed(0)} ms${compiled.update?.fallbackReason ? ` (${compiled.update.fallbackReason})` : ''}`);
     } catch (e) {
       this.log(`NetworkPolicy not recompiled, previous tables kept: ${(e as Error).message}`);
       throw e;
     }
   }
   compiled?: CompiledPolicy;
+  /** The view `compiled` was built from: what the next incremental update starts from. */
+  private compiledView?: ClusterView;
   lastCompileMs = 0;
+  lastCompileKind = '';
 
   /** The cluster as NetworkPolicy sees it: namespace labels, pods with addresses, policies, nodes. */
   policyView(): ClusterView {
@@ -793,7 +804,7 @@ export class Daemon {
         case 'fdb': return { ok: true, result: this.fdbView() };
         case 'services': return { ok: true, result: this.servicesView() };
         case 'conntrack': return { ok: true, result: this.ct.entries(Date.now()) };
-        case 'policy': return { ok: true, result: this.compiled ? { ...this.compiled.stats(), compileMs: this.lastCompileMs, generation: this.dp.policyGeneration } : { policies: 0 } };
+        case 'policy': return { ok: true, result: this.compiled ? { ...this.compiled.stats(), compileMs: this.lastCompileMs, compileKind: this.lastCompileKind, generation: this.dp.policyGeneration } : { policies: 0 } };
         case 'explain': {
           const r = req as unknown as { src: string; dst: string; proto: number; dport: number };
           if (!this.compiled) return { ok: true, result: { verdict: 'allowed', reason: 'no NetworkPolicy exists' } };

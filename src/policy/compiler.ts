@@ -9,7 +9,8 @@
  * and policy; this module answers it with a fixed, small number of table probes, however many
  * pods and policies the cluster has. `compilePolicies(view)` does all the label matching, port
  * name resolution and CIDR arithmetic once, on the control path, and returns a `CompiledPolicy`
- * that is immutable: a new view means a new `CompiledPolicy`, swapped in whole. Its answer
+ * that is immutable: a new view means a new `CompiledPolicy` (from `updatePolicies`, which
+ * rebuilds only what the change reaches: see "Incremental updates"), swapped in whole. Its answer
  * must equal the reference evaluator's, packet for packet, and
  * test/policy/differential.test.ts checks that on random clusters (as OVS checks its classifier
  * against `tcls`).
@@ -111,11 +112,70 @@
  * Kubernetes (a peer with no selector, a malformed CIDR, endPort below port, two pods with one
  * address...), naming the policy or pod and the field: the parser in control/manifests.ts
  * should already have refused these, so reaching one means a view was built by hand, wrongly.
+ *
+ * Incremental updates
+ * -------------------
+ * A full compile costs what the tables hold: 10,000 pods and 1,000 policies take seconds. But the
+ * common changes touch little of it, so `updatePolicies(prev, prevView, nextView)` builds the
+ * next `CompiledPolicy` from `prev`, rebuilding only what the change reaches, with the same answer
+ * as `compilePolicies(nextView)` for every packet (verdict, sides, deciding rule). Each instance
+ * keeps, beside its tables, the compile state an update starts from: the policies with their
+ * rules and what each rule's peers match, identities, remote classes, the port-set indexes.
+ * None of it, and no table, is written once built: an update copies what it changes and shares
+ * the rest, so `prev` keeps classifying exactly as before (packets in flight use it until the
+ * daemon swaps in the result, in one assignment), and any instance can be updated from, even
+ * twice. The change is found by value, against what `prev` recorded: policies by namespace/name
+ * and spec, pods by namespace/name, labels, named ports and address, namespaces by labels.
+ * `lastUpdateKind` says what was done; `update.rebuiltTables` how many tables were built.
+ *
+ *   change                                   rebuilt                                    kind
+ *   pods added, removed, readdressed, moved  the ipcache and the per-pod arrays; every  ipcache-only
+ *     or relabelled, each to an identity      table and the port sets are shared
+ *     and a remote class that exist
+ *     (scaling a Deployment)
+ *   a pod class never seen (new labels: a    a new identity and its two slots (their    partial
+ *     new Deployment, a rollout's             tables shared with alike slots where
+ *     pod-template-hash)                      there are some); see "borrowing" below
+ *   a namespace relabelled, no               the identities' record of its labels       ipcache-only
+ *     namespaceSelector deciding otherwise
+ *   policies added, edited or deleted        the slots they apply to, before or after;  partial
+ *                                             the rule ids; the port sets, renamed
+ *
+ * Policies. Rules are numbered as a full compile numbers them; the rules of unchanged policies
+ * keep what their peers match, and only changed rules are matched against the remote classes. A
+ * slot (identity, direction) is affected when a changed policy applied to it before or applies
+ * now; affected slots get tables built anew (shared among them and with alike unaffected slots).
+ * An unaffected table holds only rules of unchanged policies, whose ids move monotonically (they
+ * keep their order), so the lowest rule of every port interval stays the lowest: when ids moved,
+ * the port sets are copied with every rule id renamed, and the tables, whose values are port-set
+ * offsets, are shared as they are.
+ *
+ * Borrowing. A new identity needs a remote class, which every table whose rules match it would
+ * have to gain an entry for. Instead it borrows the remote class of an identity of its namespace,
+ * in its CIDR class and numbering its named ports alike, that every rule matches exactly when it
+ * matches the new one: as a remote the two are indistinguishable, so no table changes. Every
+ * later change checks that no changed rule tells a borrower from its lender (else: full compile),
+ * and a borrowing no pod uses any more is dropped. A rollout whose pods differ from the old ones
+ * only by pod-template-hash always finds a lender: the old ReplicaSet's identity.
+ *
+ * Full compile instead (`lastUpdateKind` 'full', `update.fallbackReason` says why): an ipBlock no
+ * policy had (the CIDR classes would change); a port name no identity distinguishes by; a
+ * namespace relabelled so that some namespaceSelector answers differently; a pod with no remote
+ * class to use or borrow, or the first of its namespace; a changed rule that tells a borrower
+ * from its lender; the port sets orphaned by replaced tables outgrowing the live ones (2x the last
+ * full compile's, plus 256 Ki refs); two policies with one name.
+ *
+ * An update keeps what a full compile would drop: identities and remote classes no pod has any
+ * more (their slots stay filled and valid), ipBlocks no policy uses (their CIDR classes stay;
+ * explain does not name them), port names no policy mentions. Classes finer than needed are
+ * still exact; `stats()` may count more than a full compile would, until the next one. An update
+ * throws exactly what `compilePolicies(nextView)` would throw (the first invalid policy in
+ * (namespace, name) order, else the first invalid pod in view order), and `prev` is unaffected.
  */
 import { U32Map } from '../tables/u32map.ts';
 import { selectorMatches, type LabelSelector, type NetworkPolicyObj } from '../control/manifests.ts';
 import { parseCidr, u32ToIp } from '../control/addressing.ts';
-import { namespaceLabels, type ClusterView, type PolicyPacket, type PolicyPodPort, type PolicyProtocol } from './model.ts';
+import { namespaceLabels, type ClusterView, type PolicyPacket, type PolicyPod, type PolicyPodPort, type PolicyProtocol } from './model.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Public constants and types
@@ -289,8 +349,14 @@ export class CompiledPolicy {
   private readonly nonPodBase: number;
   private readonly meta: CompileMeta;
 
-  /** Use `compilePolicies`; the constructor only adopts already-built tables. */
-  constructor(t: CompiledTables) {
+  /** How this instance was made: 'full', 'partial' or 'ipcache-only' (see "Incremental updates"). */
+  readonly lastUpdateKind: PolicyUpdateKind;
+  /** What was built, and why an update fell back to a full compile (if it did). */
+  readonly update: Readonly<PolicyUpdateInfo>;
+
+  /** Use `compilePolicies` or `updatePolicies`; the constructor only adopts already-built tables. */
+  constructor(t: CompiledTables, update: PolicyUpdateInfo = { kind: 'full', rebuiltTables: 0 }) {
+    this.update = update; this.lastUpdateKind = update.kind;
     this.podByIp = t.podByIp; this.podIdentity = t.podIdentity; this.podRc = t.podRc;
     this.podNodeIp = t.podNodeIp; this.isolated = t.isolated; this.maps = t.maps;
     this.portNodes = t.portNodes; this.lpm = t.lpm; this.nonPodBase = t.nonPodBase; this.meta = t.meta;
@@ -429,7 +495,8 @@ export class CompiledPolicy {
   private describeEnd(ip: number): ExplainedEnd {
     const m = this.meta;
     const p = this.podByIp.get(ip);
-    const ipBlocks = m.classBlocks[lpmLookup(this.lpm, ip)].map((b) => m.blockDescs[b]);
+    // Sorted, so the list does not depend on the order the blocks were first seen in.
+    const ipBlocks = m.classBlocks[lpmLookup(this.lpm, ip)].map((b) => m.blockDescs[b]).sort();
     if (p >= 0) {
       const id = this.podIdentity[p];
       return { ip: u32ToIp(ip), kind: 'pod', pod: m.pods[p].key, identity: id, labels: m.identities[id].labels, ipBlocks };
@@ -456,6 +523,19 @@ export class CompiledPolicy {
       return { verdict, reason: `allowed by NetworkPolicy ${info.namespace}/${info.name} ${dirName} rule ${info.ruleIndex}`, rule: info, isolatedBy };
     }
     return { verdict, reason: `${local.pod} is isolated for ${dirName} by ${isolatedBy.join(', ')} and no rule allows this packet`, isolatedBy };
+  }
+
+  /**
+   * How many of this instance's distinct tables are the very objects `other` uses, and whether
+   * the port sets are `other`'s (diagnostics and tests: an update shares what it did not rebuild).
+   */
+  sharing(other: CompiledPolicy): { tables: number; sharedTables: number; sharedPortSets: boolean } {
+    const theirs = new Set(other.maps);
+    const mine = new Set<U32Map>();
+    for (const m of this.maps) if (m) mine.add(m);
+    let sharedTables = 0;
+    for (const m of mine) if (theirs.has(m)) sharedTables++;
+    return { tables: mine.size, sharedTables, sharedPortSets: this.portNodes === other.portNodes };
   }
 
   /** Sizes of the compiled tables. */
@@ -517,46 +597,343 @@ interface CRule { id: number; dir: PolicyDir; peers: CPeer[]; ports: CPort[]; ha
 /** [slot, lo, hi, rule] quadruples: what one rule contributes to one table entry. */
 type Segments = number[];
 
+/** One policy, compiled: its rules, numbered from `first` (ingress rules, then egress). */
+interface PolicyEntry {
+  /** "namespace/name", the policy's identity across views. */
+  key: string;
+  policy: NetworkPolicyObj;
+  /** The spec as JSON: an entry of the same key and `fp` compiles to the same rules. */
+  fp: string;
+  first: number;
+  ingress: CRule[];
+  egress: CRule[];
+  /** ruleInfo of its rules, in id order. */
+  infos: PolicyRuleInfo[];
+}
+
+/** What selectors can see of a pod (see "Identities" in the header). */
+interface Identity {
+  namespace: string;
+  labels: Record<string, string>;
+  /** Its namespace's labels, the automatic name label included. */
+  nsLabels: Record<string, string>;
+  /** Its container ports whose name some policy mentions, sorted by (name, protocol, number). */
+  ports: PolicyPodPort[];
+}
+
+/** The per-slot (identity * 2 + direction) arrays: filled by a full compile (step 6), copied and refilled in part by an update. */
+interface TableSlots {
+  isolated: Uint8Array;
+  maps: (U32Map | null)[];
+  /** The keys ("ns/name") of the policies that apply, in rule-id order; [] when not isolated. */
+  isolatedBy: string[][];
+  /** What a slot's table is a function of; slots with one key share one table. */
+  shareKeys: (string | null)[];
+}
+
+/** What building a table reads. */
+interface TableCtx {
+  identities: Identity[];
+  rcIdentity: number[];
+  podRcs: number;
+  matchedRcs: readonly number[][];
+  ports: PortSetBuilder;
+}
+
+/**
+ * Everything `updatePolicies` needs to build the next `CompiledPolicy` from this one. Kept beside
+ * each instance (in `STATE`), never mutated once built: an update copies what it changes, so a
+ * state, and the tables it describes, stay valid for as long as anything holds them.
+ */
+interface CompileState {
+  entries: PolicyEntry[];
+  ruleInfos: PolicyRuleInfo[];
+  /** By rule id: the remote classes the rule's peers match ([] for a rule with no peers). */
+  matchedRcs: readonly number[][];
+  /** Every ipBlock the CIDR classes were built from (a superset of those in use after updates). */
+  blocks: BlockSet;
+  /** By CIDR class: the blocks containing it. */
+  classBlocks: number[][];
+  classHas: Set<number>[];
+  lpm: Int32Array;
+  /** The port names that distinguish identities (a superset of those mentioned, after updates). */
+  namedPorts: ReadonlySet<string>;
+  identities: Identity[];
+  identityIds: ReadonlyMap<string, number>;
+  identitiesByNs: ReadonlyMap<string, number[]>;
+  /** The labels each namespace that has an identity was compiled with. */
+  nsLabels: ReadonlyMap<string, Record<string, string>>;
+  /** "identity:cidrClass" → remote class (a borrowed one included, see `borrowed`). */
+  rcIds: ReadonlyMap<string, number>;
+  rcIdentity: number[];
+  rcClass: number[];
+  podRcs: number;
+  /** Pod classes added by updates that use the remote class of an identity no rule tells them from. */
+  borrowed: readonly Borrowed[];
+  shareKeys: (string | null)[];
+  ports: PortSetSnapshot;
+  /** portNodes' length after the last full compile (garbage is measured against it). */
+  portBase: number;
+  tables: CompiledTables;
+}
+
+/** Identity `id` in CIDR class `cls` uses remote class `rc`, which was numbered for another identity. */
+interface Borrowed { id: number; cls: number; rc: number }
+
+const STATE = new WeakMap<CompiledPolicy, CompileState>();
+const NO_POLICIES: string[] = [];
+
+/** How an instance was made; see "Incremental updates" in the header. */
+export type PolicyUpdateKind = 'full' | 'partial' | 'ipcache-only';
+
+/** What `updatePolicies` did; `compilePolicies` reports kind 'full' with every table built. */
+export interface PolicyUpdateInfo {
+  kind: PolicyUpdateKind;
+  /** Distinct per-identity tables built for this instance (the rest are shared with the previous one). */
+  rebuiltTables: number;
+  /** Why updatePolicies compiled in full (absent when it did not, or for compilePolicies). */
+  fallbackReason?: string;
+}
+
+function comparePolicies(a: NetworkPolicyObj, b: NetworkPolicyObj): number {
+  return a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** What a policy's rules are a function of (its metadata labels are not part of it). */
+function policyFingerprint(p: NetworkPolicyObj): string {
+  return JSON.stringify([p.podSelector, p.policyTypes, p.ingress, p.egress]);
+}
+
+function ruleCount(e: PolicyEntry): number { return e.ingress.length + e.egress.length; }
+
+/** Validate one policy and compile its rules, numbered from `first`. */
+function compileEntry(policy: NetworkPolicyObj, blocks: BlockSet, first: number, fp = policyFingerprint(policy)): PolicyEntry {
+  const entry: PolicyEntry = { key: `${policy.namespace}/${policy.name}`, policy, fp, first, ingress: [], egress: [], infos: [] };
+  const obj = `NetworkPolicy ${policy.namespace}/${policy.name}`;
+  policy.policyTypes.forEach((t, i) => {
+    if (t !== 'Ingress' && t !== 'Egress') throw new PolicyCompileError(obj, `spec.policyTypes[${i}]`, `must be "Ingress" or "Egress", not ${JSON.stringify(t)}`);
+  });
+  let id = first;
+  for (const dirName of ['Ingress', 'Egress'] as const) {
+    // A direction not in policyTypes does not apply, whatever rules are written for it.
+    if (!policy.policyTypes.includes(dirName)) continue;
+    const list = dirName === 'Ingress' ? policy.ingress : policy.egress;
+    list.forEach((rule, i) => {
+      (dirName === 'Ingress' ? entry.ingress : entry.egress).push(compileRule(obj, policy, dirName, i, rule.peers, rule.ports, blocks, id++));
+      entry.infos.push({ namespace: policy.namespace, name: policy.name, direction: dirName, ruleIndex: i });
+    });
+  }
+  return entry;
+}
+
+/** The same entry with its rules numbered from `first` (itself when they already are). */
+function renumberEntry(e: PolicyEntry, first: number): PolicyEntry {
+  if (e.first === first) return e;
+  const shift = first - e.first;
+  const re = (r: CRule): CRule => ({ ...r, id: r.id + shift });
+  return { ...e, first, ingress: e.ingress.map(re), egress: e.egress.map(re) };
+}
+
+function entriesByNamespace(entries: PolicyEntry[]): Map<string, PolicyEntry[]> {
+  const out = new Map<string, PolicyEntry[]>();
+  for (const e of entries) {
+    const l = out.get(e.policy.namespace);
+    if (l) l.push(e); else out.set(e.policy.namespace, [e]);
+  }
+  return out;
+}
+
+/** Does policy `e` apply to identity `idn` in direction `dir`? */
+function applies(e: PolicyEntry, idn: Identity, dir: PolicyDir): boolean {
+  return e.policy.policyTypes.includes(dir === PolicyDir.Egress ? 'Egress' : 'Ingress') && selectorMatches(e.policy.podSelector, idn.labels);
+}
+
+/** Every node address: the view's, and every pod's node. */
+function nodeAddresses(view: ClusterView): Set<number> {
+  const nodeIps = new Set<number>(view.nodeIps.map((n) => n >>> 0));
+  for (const p of view.pods) nodeIps.add(p.nodeIp >>> 0);
+  return nodeIps;
+}
+
+/** Check pod `i`'s address and enter it in the ipcache; returns the address (u32). */
+function admitPod(view: ClusterView, i: number, podByIp: U32Map, nodeIps: Set<number>): number {
+  const pod = view.pods[i];
+  const obj = `Pod ${pod.namespace}/${pod.name}`;
+  const ip = pod.ip >>> 0;
+  if (!Number.isInteger(pod.ip) || pod.ip < 0 || pod.ip > 0xffffffff) throw new PolicyCompileError(obj, 'ip', `not a u32 IPv4 address: ${pod.ip}`);
+  const other = podByIp.get(ip);
+  if (other >= 0) {
+    const o = view.pods[other];
+    throw new PolicyCompileError(obj, 'ip', `${u32ToIp(ip)} is also the address of Pod ${o.namespace}/${o.name}; pod addresses must be unique`);
+  }
+  if (nodeIps.has(ip)) throw new PolicyCompileError(obj, 'ip', `${u32ToIp(ip)} is a node's address; a pod's address must not be`);
+  podByIp.set(ip, i);
+  return ip;
+}
+
+/** A pod's named ports that `namedPorts` mentions, sorted by (name, protocol, number). */
+function identityPorts(pod: PolicyPod, namedPorts: ReadonlySet<string>): PolicyPodPort[] {
+  return pod.ports.filter((cp) => cp.name !== undefined && namedPorts.has(cp.name))
+    .map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol }))
+    .sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : a.containerPort - b.containerPort));
+}
+
+/** The identity key of a pod: namespace, labels, and the numbers of the port names that count. */
+function identityKey(pod: PolicyPod, ports: PolicyPodPort[]): string {
+  const labelKey = Object.keys(pod.labels).sort().map((k) => [k, pod.labels[k]]);
+  return JSON.stringify([pod.namespace, labelKey, ports.map((p) => [p.name, p.protocol, p.containerPort])]);
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (!Object.hasOwn(b, k) || a[k] !== b[k]) return false;
+  return true;
+}
+
+/** Has `pod` identity `idn`? (The cheap check before computing a key.) */
+function hasIdentity(pod: PolicyPod, idn: Identity, namedPorts: ReadonlySet<string>): boolean {
+  if (pod.namespace !== idn.namespace || !sameLabels(pod.labels, idn.labels)) return false;
+  let n = 0, one: PolicyPodPort | undefined;
+  for (const cp of pod.ports) if (cp.name !== undefined && namedPorts.has(cp.name)) { n++; one = cp; }
+  if (n !== idn.ports.length) return false;
+  if (n === 0) return true;
+  if (n === 1) return one!.name === idn.ports[0].name && one!.protocol === idn.ports[0].protocol && one!.containerPort === idn.ports[0].containerPort;
+  const mine = identityPorts(pod, namedPorts);
+  return mine.every((p, k) => p.name === idn.ports[k].name && p.protocol === idn.ports[k].protocol && p.containerPort === idn.ports[k].containerPort);
+}
+
+/**
+ * Which remote classes each rule's peers match (independent of the local pod): a pod class when
+ * a selector peer matches its identity, any class when an ipBlock peer contains its CIDR class.
+ */
+function matchRules(rules: CRule[], identities: Identity[], rcIdentity: number[], rcClass: number[], classHas: Set<number>[]): number[][] {
+  const selectorMemo = new Map<string, Uint8Array>();
+  const identityMatches = (peer: Extract<CPeer, { kind: 'selector' }>): Uint8Array => {
+    const key = JSON.stringify([peer.policyNamespace, peer.namespaceSelector ?? null, peer.podSelector ?? null]);
+    let m = selectorMemo.get(key);
+    if (!m) {
+      m = new Uint8Array(identities.length);
+      identities.forEach((idn, id) => {
+        const nsOk = peer.namespaceSelector ? selectorMatches(peer.namespaceSelector, idn.nsLabels) : idn.namespace === peer.policyNamespace;
+        const podOk = peer.podSelector ? selectorMatches(peer.podSelector, idn.labels) : true;
+        m![id] = nsOk && podOk ? 1 : 0;
+      });
+      selectorMemo.set(key, m);
+    }
+    return m;
+  };
+  const remoteClasses = rcIdentity.length - 1;
+  return rules.map((r) => {
+    if (r.peers.length === 0) return [];
+    const sel = r.peers.filter((p) => p.kind === 'selector').map(identityMatches);
+    const blk = r.peers.filter((p): p is Extract<CPeer, { kind: 'block' }> => p.kind === 'block').map((p) => p.block);
+    const out: number[] = [];
+    for (let rc = 1; rc <= remoteClasses; rc++) {
+      const id = rcIdentity[rc];
+      if ((id >= 0 && sel.some((m) => m[id] === 1)) || blk.some((b) => classHas[rcClass[rc]].has(b))) out.push(rc);
+    }
+    return out;
+  });
+}
+
+/**
+ * Decide slot (L, dir): isolation, and the table of remote class → port set, taken from `shared`
+ * when an alike slot already has one. Returns true when it built a new table.
+ */
+function fillSlot(ctx: TableCtx, out: TableSlots, shared: Map<string, U32Map>, L: number, dir: PolicyDir, candidates: PolicyEntry[]): boolean {
+  const idn = ctx.identities[L];
+  const t = (L << 1) | dir;
+  const applying = candidates.filter((e) => applies(e, idn, dir));
+  if (applying.length === 0) {
+    out.isolated[t] = 0; out.maps[t] = null; out.isolatedBy[t] = NO_POLICIES; out.shareKeys[t] = null;
+    return false;
+  }
+  out.isolated[t] = 1;
+  out.isolatedBy[t] = applying.map((e) => e.key);
+  // A table is a function of the policies that apply and, for ingress named ports, of the
+  // identity's own numbering.
+  const namedHere = dir === PolicyDir.Ingress && applying.some((e) => e.ingress.some((r) => r.hasNamed));
+  const shareKey = `${dir}:${JSON.stringify(out.isolatedBy[t])}${namedHere ? '|' + JSON.stringify(idn.ports) : ''}`;
+  out.shareKeys[t] = shareKey;
+  const known = shared.get(shareKey);
+  if (known) { out.maps[t] = known; return false; }
+  const map = buildTable(ctx, idn, dir, applying);
+  out.maps[t] = map;
+  shared.set(shareKey, map);
+  return true;
+}
+
+/** The table of identity `idn` in direction `dir` under the policies `applying`. */
+function buildTable(ctx: TableCtx, idn: Identity, dir: PolicyDir, applying: PolicyEntry[]): U32Map {
+  const { identities, rcIdentity, podRcs, matchedRcs, ports } = ctx;
+  const acc = new Map<number, Segments>();
+  const add = (rc: number, segs: Segments) => {
+    if (segs.length === 0) return;
+    const cur = acc.get(rc);
+    if (cur) { for (const x of segs) cur.push(x); } else acc.set(rc, segs.slice());
+  };
+  for (const e of applying) {
+    for (const rule of dir === PolicyDir.Egress ? e.egress : e.ingress) {
+      if (dir === PolicyDir.Ingress) {
+        // Named ports resolve on this (the destination) identity, whoever the peer is.
+        const segs = ruleSegments(rule, idn.ports);
+        if (rule.peers.length === 0) add(0, segs); else for (const rc of matchedRcs[rule.id]) add(rc, segs);
+      } else if (rule.peers.length === 0) {
+        // Every destination: numeric ports once in the wildcard; named ports only for pods,
+        // each resolved on that pod class's own numbering.
+        add(0, ruleSegments(rule, null));
+        if (rule.hasNamed) for (let rc = 1; rc <= podRcs; rc++) add(rc, namedSegments(rule, identities[rcIdentity[rc]].ports));
+      } else {
+        for (const rc of matchedRcs[rule.id]) {
+          const id = rcIdentity[rc];
+          add(rc, ruleSegments(rule, id >= 0 ? identities[id].ports : null));
+        }
+      }
+    }
+  }
+  const entries: [number, number][] = [];
+  for (const [rc, segs] of acc) {
+    const ps = ports.intern(segs);
+    if (ps >= 0) entries.push([rc, ps]);
+  }
+  const map = new U32Map(Math.max(1, entries.length));
+  for (const [rc, ps] of entries) map.set(rc, ps);
+  return map;
+}
+
+/** Adopt built tables, and remember beside them the state an update from them starts from. */
+function finish(t: CompiledTables, state: Omit<CompileState, 'tables'>, update: PolicyUpdateInfo): CompiledPolicy {
+  const c = new CompiledPolicy(t, update);
+  STATE.set(c, { ...state, tables: t });
+  return c;
+}
+
 /**
  * Compile a cluster view into a `CompiledPolicy`.
  *
  * @param view  namespaces, every pod with an address, the policies (as the parser normalises them)
- * @returns the compiled tables with their classifier
+ * @returns the compiled tables with their classifier (`lastUpdateKind` 'full')
  * @throws PolicyCompileError for a view that is not valid Kubernetes (see the header); a valid
  *   view is always compiled exactly.
  */
 export function compilePolicies(view: ClusterView): CompiledPolicy {
+  return compileFull(view);
+}
+
+function compileFull(view: ClusterView, fallbackReason?: string): CompiledPolicy {
   // 1. Policies, sorted so rule ids do not depend on the order objects arrived in.
-  const policies = [...view.policies].sort((a, b) =>
-    a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   const blocks = new BlockSet();
-  const rules: CRule[] = [];
-  const ruleInfos: PolicyRuleInfo[] = [];
-  const rulesOf: { policy: NetworkPolicyObj; ingress: CRule[]; egress: CRule[] }[] = [];
-  for (const policy of policies) {
-    const entry = { policy, ingress: [] as CRule[], egress: [] as CRule[] };
-    const obj = `NetworkPolicy ${policy.namespace}/${policy.name}`;
-    policy.policyTypes.forEach((t, i) => {
-      if (t !== 'Ingress' && t !== 'Egress') throw new PolicyCompileError(obj, `spec.policyTypes[${i}]`, `must be "Ingress" or "Egress", not ${JSON.stringify(t)}`);
-    });
-    for (const dirName of ['Ingress', 'Egress'] as const) {
-      // A direction not in policyTypes does not apply, whatever rules are written for it.
-      if (!policy.policyTypes.includes(dirName)) continue;
-      const list = dirName === 'Ingress' ? policy.ingress : policy.egress;
-      list.forEach((rule, i) => {
-        const c = compileRule(obj, policy, dirName, i, rule.peers, rule.ports, blocks, rules.length);
-        rules.push(c);
-        ruleInfos.push({ namespace: policy.namespace, name: policy.name, direction: dirName, ruleIndex: i });
-        (dirName === 'Ingress' ? entry.ingress : entry.egress).push(c);
-      });
-    }
-    rulesOf.push(entry);
+  const entries: PolicyEntry[] = [];
+  let nextId = 0;
+  for (const policy of [...view.policies].sort(comparePolicies)) {
+    const e = compileEntry(policy, blocks, nextId);
+    entries.push(e);
+    nextId += ruleCount(e);
   }
-  const policiesByNs = new Map<string, typeof rulesOf>();
-  for (const e of rulesOf) {
-    const l = policiesByNs.get(e.policy.namespace) ?? [];
-    l.push(e); policiesByNs.set(e.policy.namespace, l);
-  }
+  const rules = entries.flatMap((e) => [...e.ingress, ...e.egress]);
+  const ruleInfos = entries.flatMap((e) => e.infos);
+  const byNs = entriesByNamespace(entries);
   const namedPorts = new Set<string>();
   for (const r of rules) for (const p of r.ports) if (p.kind === 'named') namedPorts.add(p.name);
 
@@ -578,36 +955,29 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
   const classHas = classBlocks.map((s) => new Set(s));
 
   // 3. Pods and identities.
-  const nodeIps = new Set<number>(view.nodeIps.map((n) => n >>> 0));
-  for (const p of view.pods) nodeIps.add(p.nodeIp >>> 0);
+  const nodeIps = nodeAddresses(view);
   const podByIp = new U32Map(Math.max(1, view.pods.length));
   const podIdentity = new Int32Array(view.pods.length);
   const podNodeIp = new Int32Array(view.pods.length);
   const identityIds = new Map<string, number>();
-  const identities: { namespace: string; labels: Record<string, string>; nsLabels: Record<string, string>; ports: PolicyPodPort[] }[] = [];
+  const identities: Identity[] = [];
+  const identitiesByNs = new Map<string, number[]>();
+  const nsLabels = new Map<string, Record<string, string>>();
   view.pods.forEach((pod, i) => {
-    const obj = `Pod ${pod.namespace}/${pod.name}`;
-    const ip = pod.ip >>> 0;
-    if (!Number.isInteger(pod.ip) || pod.ip < 0 || pod.ip > 0xffffffff) throw new PolicyCompileError(obj, 'ip', `not a u32 IPv4 address: ${pod.ip}`);
-    const other = podByIp.get(ip);
-    if (other >= 0) {
-      const o = view.pods[other];
-      throw new PolicyCompileError(obj, 'ip', `${u32ToIp(ip)} is also the address of Pod ${o.namespace}/${o.name}; pod addresses must be unique`);
-    }
-    if (nodeIps.has(ip)) throw new PolicyCompileError(obj, 'ip', `${u32ToIp(ip)} is a node's address; a pod's address must not be`);
-    podByIp.set(ip, i);
+    admitPod(view, i, podByIp, nodeIps);
     podNodeIp[i] = pod.nodeIp | 0;
     // Only the named ports some policy mentions distinguish identities.
-    const ports = pod.ports.filter((cp) => cp.name !== undefined && namedPorts.has(cp.name))
-      .map((cp) => ({ name: cp.name, containerPort: cp.containerPort, protocol: cp.protocol }))
-      .sort((a, b) => (a.name! < b.name! ? -1 : a.name! > b.name! ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : a.containerPort - b.containerPort));
-    const labelKey = Object.keys(pod.labels).sort().map((k) => [k, pod.labels[k]]);
-    const key = JSON.stringify([pod.namespace, labelKey, ports.map((p) => [p.name, p.protocol, p.containerPort])]);
+    const ports = identityPorts(pod, namedPorts);
+    const key = identityKey(pod, ports);
     let id = identityIds.get(key);
     if (id === undefined) {
       id = identities.length;
       identityIds.set(key, id);
-      identities.push({ namespace: pod.namespace, labels: { ...pod.labels }, nsLabels: namespaceLabels(view, pod.namespace), ports });
+      let nl = nsLabels.get(pod.namespace);
+      if (!nl) { nl = namespaceLabels(view, pod.namespace); nsLabels.set(pod.namespace, nl); }
+      identities.push({ namespace: pod.namespace, labels: { ...pod.labels }, nsLabels: nl, ports });
+      const l = identitiesByNs.get(pod.namespace);
+      if (l) l.push(id); else identitiesByNs.set(pod.namespace, [id]);
     }
     podIdentity[i] = id;
   });
@@ -630,108 +1000,333 @@ export function compilePolicies(view: ClusterView): CompiledPolicy {
   const remoteClasses = rcIdentity.length - 1;
 
   // 5. Which remote classes each rule's peers match (independent of the local pod).
-  const selectorMemo = new Map<string, Uint8Array>();
-  const identityMatches = (peer: Extract<CPeer, { kind: 'selector' }>): Uint8Array => {
-    const key = JSON.stringify([peer.policyNamespace, peer.namespaceSelector ?? null, peer.podSelector ?? null]);
-    let m = selectorMemo.get(key);
-    if (!m) {
-      m = new Uint8Array(identities.length);
-      identities.forEach((idn, id) => {
-        const nsOk = peer.namespaceSelector ? selectorMatches(peer.namespaceSelector, idn.nsLabels) : idn.namespace === peer.policyNamespace;
-        const podOk = peer.podSelector ? selectorMatches(peer.podSelector, idn.labels) : true;
-        m![id] = nsOk && podOk ? 1 : 0;
-      });
-      selectorMemo.set(key, m);
-    }
-    return m;
-  };
-  const matchedRcs: number[][] = rules.map((r) => {
-    if (r.peers.length === 0) return [];
-    const sel = r.peers.filter((p) => p.kind === 'selector').map(identityMatches);
-    const blk = r.peers.filter((p): p is Extract<CPeer, { kind: 'block' }> => p.kind === 'block').map((p) => p.block);
-    const out: number[] = [];
-    for (let rc = 1; rc <= remoteClasses; rc++) {
-      const id = rcIdentity[rc];
-      if ((id >= 0 && sel.some((m) => m[id] === 1)) || blk.some((b) => classHas[rcClass[rc]].has(b))) out.push(rc);
-    }
-    return out;
-  });
+  const matchedRcs = matchRules(rules, identities, rcIdentity, rcClass, classHas);
 
   // 6. Per identity and direction: isolation, then the table of remote class → port set.
   //    A table depends only on the policies that apply (and, for ingress named ports, on the
   //    identity's own numbering), so identities alike in those share one table: a namespace's
   //    "podSelector: {}" policies cost one table, not one per identity.
   const ports = new PortSetBuilder();
-  const isolated = new Uint8Array(identities.length * 2);
-  const maps: (U32Map | null)[] = new Array(identities.length * 2).fill(null);
-  const isolatedBy: string[][] = new Array(identities.length * 2).fill(null).map(() => []);
+  const slots: TableSlots = {
+    isolated: new Uint8Array(identities.length * 2),
+    maps: new Array(identities.length * 2).fill(null),
+    isolatedBy: new Array(identities.length * 2).fill(NO_POLICIES),
+    shareKeys: new Array(identities.length * 2).fill(null),
+  };
   const shared = new Map<string, U32Map>();
-  const policyIndex = new Map(rulesOf.map((e, i) => [e, i]));
+  const ctx: TableCtx = { identities, rcIdentity, podRcs, matchedRcs, ports };
+  let built = 0;
   identities.forEach((idn, L) => {
-    const candidates = policiesByNs.get(idn.namespace) ?? [];
-    for (const dir of [PolicyDir.Egress, PolicyDir.Ingress]) {
-      const dirName = dir === PolicyDir.Egress ? 'Egress' : 'Ingress';
-      const applying = candidates.filter((e) => e.policy.policyTypes.includes(dirName) && selectorMatches(e.policy.podSelector, idn.labels));
-      if (applying.length === 0) continue;
-      const t = (L << 1) | dir;
-      isolated[t] = 1;
-      isolatedBy[t] = applying.map((e) => `${e.policy.namespace}/${e.policy.name}`);
-      const namedHere = dir === PolicyDir.Ingress && applying.some((e) => e.ingress.some((r) => r.hasNamed));
-      const shareKey = `${dir}:${applying.map((e) => policyIndex.get(e)).join(',')}${namedHere ? '|' + JSON.stringify(idn.ports) : ''}`;
-      const known = shared.get(shareKey);
-      if (known) { maps[t] = known; continue; }
-      const acc = new Map<number, Segments>();
-      const add = (rc: number, segs: Segments) => {
-        if (segs.length === 0) return;
-        const cur = acc.get(rc);
-        if (cur) { for (const x of segs) cur.push(x); } else acc.set(rc, segs.slice());
-      };
-      for (const e of applying) {
-        for (const rule of dir === PolicyDir.Egress ? e.egress : e.ingress) {
-          if (dir === PolicyDir.Ingress) {
-            // Named ports resolve on this (the destination) identity, whoever the peer is.
-            const segs = ruleSegments(rule, idn.ports);
-            if (rule.peers.length === 0) add(0, segs); else for (const rc of matchedRcs[rule.id]) add(rc, segs);
-          } else if (rule.peers.length === 0) {
-            // Every destination: numeric ports once in the wildcard; named ports only for pods,
-            // each resolved on that pod class's own numbering.
-            add(0, ruleSegments(rule, null));
-            if (rule.hasNamed) for (let rc = 1; rc <= podRcs; rc++) add(rc, namedSegments(rule, identities[rcIdentity[rc]].ports));
-          } else {
-            for (const rc of matchedRcs[rule.id]) {
-              const id = rcIdentity[rc];
-              add(rc, ruleSegments(rule, id >= 0 ? identities[id].ports : null));
-            }
-          }
-        }
-      }
-      const entries: [number, number][] = [];
-      for (const [rc, segs] of acc) {
-        const ps = ports.intern(segs);
-        if (ps >= 0) entries.push([rc, ps]);
-      }
-      const map = new U32Map(Math.max(1, entries.length));
-      for (const [rc, ps] of entries) map.set(rc, ps);
-      maps[t] = map;
-      shared.set(shareKey, map);
-    }
+    const candidates = byNs.get(idn.namespace) ?? [];
+    for (const dir of [PolicyDir.Egress, PolicyDir.Ingress]) if (fillSlot(ctx, slots, shared, L, dir, candidates)) built++;
   });
+  const portSnapshot = ports.snapshot();
 
-  return new CompiledPolicy({
-    podByIp, podIdentity, podRc, podNodeIp, isolated, maps,
-    portNodes: ports.finish(), lpm, nonPodBase,
+  const t: CompiledTables = {
+    podByIp, podIdentity, podRc, podNodeIp, isolated: slots.isolated, maps: slots.maps,
+    portNodes: portSnapshot.nodes, lpm, nonPodBase,
     meta: {
       rules: ruleInfos,
-      identities: identities.map((i) => ({ namespace: i.namespace, labels: i.labels })),
+      identities,
       pods: view.pods.map((p) => ({ key: `${p.namespace}/${p.name}`, ip: p.ip >>> 0 })),
       nodeIps,
       blockDescs: blocks.list.map((b) => b.desc),
       classBlocks,
-      isolatedBy,
-      portSets: ports.count,
+      isolatedBy: slots.isolatedBy,
+      portSets: portSnapshot.count,
       remoteClasses,
     },
-  });
+  };
+  return finish(t, {
+    entries, ruleInfos, matchedRcs, blocks, classBlocks, classHas, lpm, namedPorts, identities, identityIds, identitiesByNs, nsLabels,
+    rcIds, rcIdentity, rcClass, podRcs, borrowed: [], shareKeys: slots.shareKeys, ports: portSnapshot, portBase: portSnapshot.nodes.length,
+  }, { kind: 'full', rebuiltTables: built, fallbackReason });
+}
+
+/**
+ * The compiled policy of `nextView`, built from `prev` (compiled from `prevView`) by rebuilding
+ * only what the change between the views affects; see "Incremental updates" in the header.
+ *
+ * Same answer as `compilePolicies(nextView)` for every packet (verdicts, sides and deciding rule
+ * ids). `prev` is left untouched and keeps classifying as before: the result shares with it only
+ * what neither will ever write. Falls back to a full compile when the change is not one of the
+ * cheap kinds (`fallbackReason` says why); throws what `compilePolicies(nextView)` would throw.
+ *
+ * `prevView` documents the contract; the difference is taken by value against what `prev`
+ * recorded of the view it was compiled from, so a `prevView` that was since modified cannot make
+ * the result wrong.
+ */
+export function updatePolicies(prev: CompiledPolicy, prevView: ClusterView, nextView: ClusterView): CompiledPolicy {
+  void prevView;
+  const st = STATE.get(prev);
+  if (!st) return compileFull(nextView, 'the previous policy has no compile state');
+  const out = tryUpdate(st, nextView);
+  return typeof out === 'string' ? compileFull(nextView, out) : out;
+}
+
+/** The incremental path: the next CompiledPolicy, or the reason to compile in full instead. */
+function tryUpdate(st: CompileState, view: ClusterView): CompiledPolicy | string {
+  const prevT = st.tables;
+
+  // 1. Policies: keep the entries whose spec is unchanged (renumbered), compile the others.
+  const oldByKey = new Map<string, PolicyEntry>();
+  for (const e of st.entries) oldByKey.set(e.key, e);
+  if (oldByKey.size !== st.entries.length) return 'two policies of the previous view share a name';
+  const sorted = [...view.policies].sort(comparePolicies);
+  for (let k = 1; k < sorted.length; k++) if (comparePolicies(sorted[k - 1], sorted[k]) === 0) return 'two policies share a name';
+  const blocks = st.blocks.clone();
+  const entries: PolicyEntry[] = [];
+  const changed = new Set<string>();
+  const changedNs = new Set<string>();
+  const idMap = new Int32Array(st.ruleInfos.length).fill(-1);
+  let nextId = 0;
+  for (const p of sorted) {
+    const fp = policyFingerprint(p);
+    const old = oldByKey.get(`${p.namespace}/${p.name}`);
+    let e: PolicyEntry;
+    if (old && old.fp === fp) {
+      e = renumberEntry(old, nextId);
+      for (let k = 0; k < ruleCount(old); k++) idMap[old.first + k] = nextId + k;
+    } else {
+      e = compileEntry(p, blocks, nextId, fp);
+      changed.add(e.key); changedNs.add(p.namespace);
+    }
+    entries.push(e);
+    nextId += ruleCount(e);
+  }
+  const nextKeys = new Set(entries.map((e) => e.key));
+  for (const e of st.entries) if (!nextKeys.has(e.key)) { changed.add(e.key); changedNs.add(e.policy.namespace); }
+  if (blocks.list.length !== st.blocks.list.length) return 'a new ipBlock changes the CIDR classes';
+  const rules = entries.flatMap((e) => [...e.ingress, ...e.egress]);
+  for (const r of rules) for (const p of r.ports) {
+    if (p.kind === 'named' && !st.namedPorts.has(p.name)) return `named port "${p.name}" is new: identities may split`;
+  }
+
+  // 2. Namespaces: a relabelling no namespaceSelector can tell apart only updates the identities.
+  let identities = st.identities, nsLabels = st.nsLabels;
+  for (const [ns, was] of st.nsLabels) {
+    const now = namespaceLabels(view, ns);
+    if (sameLabels(was, now)) continue;
+    for (const r of rules) for (const peer of r.peers) {
+      if (peer.kind === 'selector' && peer.namespaceSelector && selectorMatches(peer.namespaceSelector, was) !== selectorMatches(peer.namespaceSelector, now)) {
+        return `namespace ${ns}'s new labels change what a namespaceSelector selects`;
+      }
+    }
+    if (identities === st.identities) { identities = identities.slice(); nsLabels = new Map(nsLabels); }
+    (nsLabels as Map<string, Record<string, string>>).set(ns, now);
+    for (const L of st.identitiesByNs.get(ns) ?? []) identities[L] = { ...identities[L], nsLabels: now };
+  }
+
+  // 3. What each rule's peers match: unchanged rules keep theirs, under their new ids. A pod
+  //    class that borrows another's remote class must stay indistinguishable from it.
+  let matchedRcs = st.matchedRcs;
+  if (changed.size > 0) {
+    const m: number[][] = new Array(nextId);
+    const fresh: CRule[] = [];
+    for (const e of entries) {
+      const own = [...e.ingress, ...e.egress];
+      if (changed.has(e.key)) { for (const r of own) fresh.push(r); continue; }
+      const old = oldByKey.get(e.key)!;
+      for (let k = 0; k < own.length; k++) m[e.first + k] = st.matchedRcs[old.first + k] as number[];
+    }
+    matchRules(fresh, identities, st.rcIdentity, st.rcClass, st.classHas).forEach((x, k) => { m[fresh[k].id] = x; });
+    matchedRcs = m;
+    for (const b of st.borrowed) {
+      if (!sameRemote(fresh, matchedRcs, identities[b.id], b.cls, b.rc, st.classHas)) return 'a changed policy tells apart pods that share a remote class';
+    }
+  }
+
+  // 4. Pods: each gets its identity and remote class. A pod class never seen gets a new identity
+  //    (its own tables come in step 5), and as a remote the class of an identity of its
+  //    namespace, numbered alike, that every rule matches exactly when it matches the new one:
+  //    no table can tell them apart, so none needs a new entry.
+  const firstNew = st.identities.length;
+  let identityIds = st.identityIds, identitiesByNs = st.identitiesByNs, rcIds = st.rcIds, borrowed = st.borrowed;
+  const nodeIps = nodeAddresses(view);
+  const n = view.pods.length;
+  const podByIp = new U32Map(Math.max(1, n));
+  const podIdentity = new Int32Array(n), podRc = new Int32Array(n), podNodeIp = new Int32Array(n);
+  const prevPods = prevT.meta.pods;
+  const prevIndex = new Map<string, number>();
+  prevPods.forEach((p, j) => prevIndex.set(p.key, j));
+  const pods: { key: string; ip: number }[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const pod = view.pods[i];
+    const ip = admitPod(view, i, podByIp, nodeIps);
+    podNodeIp[i] = pod.nodeIp | 0;
+    const key = `${pod.namespace}/${pod.name}`;
+    const j = prevIndex.get(key);
+    let id = -1, rc = -1;
+    if (j !== undefined && hasIdentity(pod, identities[prevT.podIdentity[j]], st.namedPorts)) {
+      id = prevT.podIdentity[j];
+      if (prevPods[j].ip === ip) rc = prevT.podRc[j];
+    }
+    if (id < 0) {
+      const ports = identityPorts(pod, st.namedPorts);
+      const idKey = identityKey(pod, ports);
+      id = identityIds.get(idKey) ?? -1;
+      if (id < 0) {
+        const nl = nsLabels.get(pod.namespace);
+        if (!nl) return `pod ${key} is the first of its namespace`;
+        if (identityIds === st.identityIds) {
+          identityIds = new Map(identityIds); identitiesByNs = new Map(identitiesByNs);
+          if (identities === st.identities) identities = identities.slice();
+        }
+        id = identities.length;
+        identities.push({ namespace: pod.namespace, labels: { ...pod.labels }, nsLabels: nl, ports });
+        (identityIds as Map<string, number>).set(idKey, id);
+        (identitiesByNs as Map<string, number[]>).set(pod.namespace, [...(identitiesByNs.get(pod.namespace) ?? []), id]);
+      }
+    }
+    if (rc < 0) {
+      const cls = lpmLookup(st.lpm, ip);
+      rc = rcIds.get(`${id}:${cls}`) ?? -1;
+      if (rc < 0) {
+        const idn = identities[id];
+        for (const K of identitiesByNs.get(pod.namespace) ?? []) {
+          const cand = K === id ? undefined : rcIds.get(`${K}:${cls}`);
+          if (cand === undefined || !samePorts(identities[K].ports, idn.ports) || !sameRemote(rules, matchedRcs, idn, cls, cand, st.classHas)) continue;
+          rc = cand;
+          break;
+        }
+        if (rc < 0) return `pod ${key} needs a new remote class`;
+        if (rcIds === st.rcIds) rcIds = new Map(rcIds);
+        (rcIds as Map<string, number>).set(`${id}:${cls}`, rc);
+        borrowed = [...borrowed, { id, cls, rc }];
+      }
+    }
+    podIdentity[i] = id; podRc[i] = rc;
+    pods[i] = j !== undefined && prevPods[j].ip === ip ? prevPods[j] : { key, ip };
+  }
+
+  // A borrowing no pod uses any more is forgotten, so that it constrains no later change.
+  if (borrowed.length > 0) {
+    const borrowers = new Set(borrowed.map((b) => b.id));
+    const inUse = new Set<string>();
+    for (let i = 0; i < n; i++) if (borrowers.has(podIdentity[i])) inUse.add(`${podIdentity[i]}:${podRc[i]}`);
+    const keep = borrowed.filter((b) => inUse.has(`${b.id}:${b.rc}`));
+    if (keep.length < borrowed.length) {
+      if (rcIds === st.rcIds) rcIds = new Map(rcIds);
+      for (const b of borrowed) if (!inUse.has(`${b.id}:${b.rc}`)) (rcIds as Map<string, number>).delete(`${b.id}:${b.cls}`);
+      borrowed = keep;
+    }
+  }
+
+  const perPod = { podByIp, podIdentity, podRc, podNodeIp, lpm: st.lpm, nonPodBase: prevT.nonPodBase };
+  if (changed.size === 0 && identities.length === firstNew) {
+    // Nothing a table depends on changed: share them all.
+    const t: CompiledTables = { ...prevT, ...perPod, meta: { ...prevT.meta, identities, pods, nodeIps } };
+    return finish(t, { ...st, identities, nsLabels, rcIds, borrowed }, { kind: 'ipcache-only', rebuiltTables: 0 });
+  }
+
+  // 5. Tables. A slot is affected when a changed (added, edited, deleted) policy applied to it
+  //    before or applies now; affected slots and those of new identities get a table (built, or
+  //    shared with an alike slot). Unaffected tables hold only rules of unchanged policies, whose
+  //    ids moved monotonically (unchanged policies keep their order): renumbering the port sets
+  //    keeps each entry's lowest rule the lowest, so those tables are shared as they are.
+  const renumbered = idMap.some((r, old) => r >= 0 && r !== old);
+  const ports = new PortSetBuilder(renumbered ? renumberPortSets(st.ports, idMap) : st.ports);
+  const byNs = entriesByNamespace(entries);
+  const affected: number[] = [];
+  for (const ns of changedNs) {
+    const changedHere = (byNs.get(ns) ?? []).filter((e) => changed.has(e.key));
+    for (const L of st.identitiesByNs.get(ns) ?? []) {
+      for (const dir of [PolicyDir.Egress, PolicyDir.Ingress]) {
+        const t = (L << 1) | dir;
+        if (prevT.meta.isolatedBy[t].some((k) => changed.has(k)) || changedHere.some((e) => applies(e, identities[L], dir))) affected.push(t);
+      }
+    }
+  }
+  const slotCount = identities.length * 2, oldSlots = firstNew * 2;
+  const slots: TableSlots = {
+    isolated: new Uint8Array(slotCount), maps: prevT.maps.slice(), isolatedBy: prevT.meta.isolatedBy.slice(), shareKeys: st.shareKeys.slice(),
+  };
+  slots.isolated.set(prevT.isolated);
+  for (let t = oldSlots; t < slotCount; t++) { slots.maps.push(null); slots.isolatedBy.push(NO_POLICIES); slots.shareKeys.push(null); affected.push(t); }
+  const affectedSet = new Set(affected);
+  const shared = new Map<string, U32Map>();
+  for (let t = 0; t < oldSlots; t++) if (slots.maps[t] && !affectedSet.has(t)) shared.set(slots.shareKeys[t]!, slots.maps[t]!);
+  const ctx: TableCtx = { identities, rcIdentity: st.rcIdentity, podRcs: st.podRcs, matchedRcs, ports };
+  let built = 0;
+  for (const t of affected) {
+    const L = t >> 1;
+    if (fillSlot(ctx, slots, shared, L, (t & 1) as PolicyDir, byNs.get(identities[L].namespace) ?? [])) built++;
+  }
+  if (ports.length > 2 * st.portBase + (1 << 18)) return 'port sets of replaced tables have piled up';
+  const portSnapshot = ports.snapshot();
+
+  // Blocks no policy uses any more stay in the CIDR classes until the next full compile; explain
+  // does not name them.
+  const used = new Set<number>();
+  for (const r of rules) for (const p of r.peers) if (p.kind === 'block') used.add(p.block);
+  const classBlocks = used.size === blocks.list.length ? st.classBlocks : st.classBlocks.map((s) => s.filter((b) => used.has(b)));
+
+  const t: CompiledTables = {
+    ...perPod, isolated: slots.isolated, maps: slots.maps, portNodes: portSnapshot.nodes,
+    meta: {
+      ...prevT.meta, rules: entries.flatMap((e) => e.infos), identities, pods, nodeIps, classBlocks, isolatedBy: slots.isolatedBy, portSets: portSnapshot.count,
+    },
+  };
+  return finish(t, {
+    ...st, entries, ruleInfos: t.meta.rules, matchedRcs, identities, identityIds, identitiesByNs, nsLabels, rcIds, borrowed,
+    shareKeys: slots.shareKeys, ports: portSnapshot,
+  }, { kind: 'partial', rebuiltTables: built });
+}
+
+/**
+ * Would identity `idn` in CIDR class `cls`, as a remote, be matched by exactly the rules of
+ * `rules` that match remote class `rc` (`matchedRcs`, by rule id, ascending)?
+ */
+function sameRemote(rules: CRule[], matchedRcs: readonly number[][], idn: Identity, cls: number, rc: number, classHas: Set<number>[]): boolean {
+  for (const r of rules) {
+    if (r.peers.length === 0) continue;
+    const want = r.peers.some((p) => (p.kind === 'block' ? classHas[cls].has(p.block)
+      : (p.namespaceSelector ? selectorMatches(p.namespaceSelector, idn.nsLabels) : idn.namespace === p.policyNamespace)
+        && (p.podSelector ? selectorMatches(p.podSelector, idn.labels) : true)));
+    const m = matchedRcs[r.id], k = lowerBound(m, rc);
+    if (want !== (k < m.length && m[k] === rc)) return false;
+  }
+  return true;
+}
+
+function samePorts(a: PolicyPodPort[], b: PolicyPodPort[]): boolean {
+  return a.length === b.length && a.every((p, k) => p.name === b[k].name && p.protocol === b[k].protocol && p.containerPort === b[k].containerPort);
+}
+
+/**
+ * A copy of port sets with every rule id renamed by `idMap` (old id → new id, -1 for rules that
+ * are gone: only unreachable port sets hold those; they become "none"). The indexes follow: set
+ * keys are renamed (dropped when they name a rule that is gone), blocks hashed again, so port sets
+ * and blocks are shared across renumberings as before them.
+ */
+function renumberPortSets(s: PortSetSnapshot, idMap: Int32Array): PortSetSnapshot {
+  const nodes = new Int32Array(s.nodes.length);
+  for (let i = 0; i < nodes.length; i++) {
+    const v = s.nodes[i];
+    if (v < NONE) { const r = idMap[-v - 2]; nodes[i] = r < 0 ? NONE : -(r + 2); } else nodes[i] = v;
+  }
+  const setIds = new Map<string, number>();
+  next: for (const [key, off] of s.setIds) {
+    const slots = key.split('|');
+    for (let k = 0; k < slots.length; k++) {
+      if (slots[k] === '') continue;
+      const xs = slots[k].split(',');
+      for (let j = 2; j < xs.length; j += 3) {
+        const r = idMap[Number(xs[j])];
+        if (r < 0) continue next;
+        xs[j] = String(r);
+      }
+      slots[k] = xs.join(',');
+    }
+    setIds.set(slots.join('|'), off);
+  }
+  const blockIds = new Map<number, number[]>();
+  for (const off of s.blockOffsets) {
+    const h = hashBlock(nodes, off);
+    const l = blockIds.get(h);
+    if (l) l.push(off); else blockIds.set(h, [off]);
+  }
+  return { nodes, setIds, blockIds, blockOffsets: s.blockOffsets, count: s.count };
 }
 
 /** Validate one rule and turn it into peers and ports the compiler can use. */
@@ -817,6 +1412,14 @@ class BlockSet {
   readonly list: { cidr: Prefix; except: Prefix[]; desc: string }[] = [];
   private readonly ids = new Map<string, number>();
 
+  /** A copy to add to, leaving this one as it is. */
+  clone(): BlockSet {
+    const c = new BlockSet();
+    c.list.push(...this.list);
+    for (const [k, v] of this.ids) c.ids.set(k, v);
+    return c;
+  }
+
   add(cidr: Prefix, except: Prefix[], cidrText: string, exceptText: string[]): number {
     const key = `${cidr.net}/${cidr.len}|${except.map((e) => `${e.net}/${e.len}`).sort().join(',')}`;
     let id = this.ids.get(key);
@@ -873,15 +1476,54 @@ function buildLpm(prefixes: { net: number; len: number; cls: number }[]): Int32A
   return out;
 }
 
+/** Built port sets, frozen: the nodes array and the hash-consing indexes into it. Never written. */
+interface PortSetSnapshot {
+  nodes: Int32Array;
+  /** Port set key (its intervals, see `intern`) → offset. */
+  setIds: ReadonlyMap<string, number>;
+  /** Hash of a 256-entry block's content → the offsets of the blocks with that hash. */
+  blockIds: ReadonlyMap<number, readonly number[]>;
+  /** Offsets of every block, so that a renumbered copy can hash them again. */
+  blockOffsets: readonly number[];
+  /** Distinct port sets interned so far (garbage included, after updates). */
+  count: number;
+}
+
+/** FNV-1a over the 256 refs of a block at `off` in `a`. */
+function hashBlock(a: Int32Array, off: number): number {
+  let h = 0x811c9dc5;
+  for (let i = off; i < off + 256; i++) h = Math.imul(h ^ a[i], 16777619);
+  return h >>> 0;
+}
+
 /**
  * Builds and hash-conses port sets into one Int32Array (see "Port sets" in the header).
  * `intern(segments)` returns a port set's offset, or -1 when the segments allow nothing.
+ * Started from a snapshot, it appends after the snapshot's nodes (which it only reads) and
+ * reuses its port sets and blocks; the snapshot's indexes are copied, never written.
  */
 class PortSetBuilder {
+  private readonly base: Int32Array;
   private readonly nodes: number[] = [];
-  private readonly blockIds = new Map<string, number>();
-  private readonly setIds = new Map<string, number>();
-  count = 0;
+  private readonly blockIds: Map<number, readonly number[]>;
+  private readonly blockOffsets: number[];
+  private readonly setIds: Map<string, number>;
+  count: number;
+
+  constructor(from?: PortSetSnapshot) {
+    this.base = from?.nodes ?? new Int32Array(0);
+    this.blockIds = new Map(from?.blockIds);
+    this.blockOffsets = from ? from.blockOffsets.slice() : [];
+    this.setIds = new Map(from?.setIds);
+    this.count = from?.count ?? 0;
+  }
+
+  /** Nodes so far, the snapshot's included. */
+  get length(): number { return this.base.length + this.nodes.length; }
+
+  private node(i: number): number {
+    return i < this.base.length ? this.base[i] : this.nodes[i - this.base.length];
+  }
 
   intern(segs: Segments): number {
     // Per slot: the elementary intervals with the lowest rule covering each, adjacent equal merged.
@@ -892,7 +1534,7 @@ class PortSetBuilder {
     const known = this.setIds.get(key);
     if (known !== undefined) return known;
     const refs = slots.map((iv) => this.slotRef(iv));
-    const off = this.nodes.length;
+    const off = this.length;
     this.nodes.push(...refs);
     this.setIds.set(key, off);
     this.count++;
@@ -920,17 +1562,32 @@ class PortSetBuilder {
   }
 
   private block(b: Int32Array): number {
-    const key = b.join(',');
-    let off = this.blockIds.get(key);
-    if (off === undefined) {
-      off = this.nodes.length;
-      for (let i = 0; i < 256; i++) this.nodes.push(b[i]);
-      this.blockIds.set(key, off);
+    const h = hashBlock(b, 0);
+    const same = this.blockIds.get(h);
+    if (same) {
+      for (const off of same) {
+        let i = 0;
+        while (i < 256 && this.node(off + i) === b[i]) i++;
+        if (i === 256) return off;
+      }
     }
+    const off = this.length;
+    for (let i = 0; i < 256; i++) this.nodes.push(b[i]);
+    this.blockIds.set(h, same ? [...same, off] : [off]);   // a new array: the snapshot's stay as they are
+    this.blockOffsets.push(off);
     return off;
   }
 
-  finish(): Int32Array { return Int32Array.from(this.nodes); }
+  /** The result; the builder must not be used afterwards (its indexes are handed over). */
+  snapshot(): PortSetSnapshot {
+    let nodes = this.base;
+    if (this.nodes.length > 0) {
+      nodes = new Int32Array(this.length);
+      nodes.set(this.base);
+      nodes.set(this.nodes, this.base.length);
+    }
+    return { nodes, setIds: this.setIds, blockIds: this.blockIds, blockOffsets: this.blockOffsets, count: this.count };
+  }
 }
 
 /**
@@ -964,7 +1621,7 @@ function flatten(segs: Segments, slot: number): number[] {
 }
 
 /** The first index of ascending `a` whose value is >= x. */
-function lowerBound(a: number[], x: number): number {
+function lowerBound(a: readonly number[], x: number): number {
   let lo = 0, hi = a.length;
   while (lo < hi) { const mid = (lo + hi) >>> 1; if (a[mid] < x) lo = mid + 1; else hi = mid; }
   return lo;

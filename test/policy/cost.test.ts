@@ -11,7 +11,7 @@
  * the design promises.
  */
 import { describe, it, expect } from 'vitest';
-import { compilePolicies, policyAllowed } from '../../src/policy/compiler.ts';
+import { compilePolicies, policyAllowed, updatePolicies } from '../../src/policy/compiler.ts';
 import { referenceVerdict } from '../../src/policy/reference.ts';
 import type { ClusterView, PolicyPacket, PolicyPod } from '../../src/policy/model.ts';
 import { ip, policy, rule, sel, tcp, udp } from './helpers.ts';
@@ -89,6 +89,20 @@ describe('classification cost does not grow with pods or policies', () => {
       expect(policyAllowed(b)).toBe(referenceVerdict(large, pkt).allowed);
     });
   }
+
+  it('an incrementally updated instance costs exactly what a full compile of its view does', () => {
+    // Scale out (ipcache-only), then add a policy that sorts first (partial, every rule renumbered).
+    const scaled = { ...large, pods: [...large.pods, { ...large.pods[7], name: 'scaled', ip: ip('10.244.200.1') }] };
+    const edited = { ...scaled, policies: [policy('app', 'aaa', { podSelector: sel({ group: 'g3' }), ingress: [rule([], [tcp(80)])] }), ...scaled.policies] };
+    const u1 = updatePolicies(cl, large, scaled), u2 = updatePolicies(u1, scaled, edited);
+    expect([u1.lastUpdateKind, u2.lastUpdateKind]).toEqual(['ipcache-only', 'partial']);
+    const full = compilePolicies(edited);
+    for (const [, pkt] of [...PACKETS, ['to the new pod', { ...PACKETS[0][1], dst: ip('10.244.200.1') }] as const]) {
+      const b0 = u2.probes, f0 = full.probes;
+      expect(u2.classify(pkt.src, pkt.dst, pkt.proto, pkt.dport)).toBe(full.classify(pkt.src, pkt.dst, pkt.proto, pkt.dport));
+      expect(u2.probes - b0).toBe(full.probes - f0);
+    }
+  });
 
   it('no packet, anywhere in the large cluster, exceeds the bound', () => {
     let seed = 12345;

@@ -12,12 +12,22 @@
  *
  * A failure prints the seed, the packet and the compiled explanation; rerun one cluster with
  * `SEED=<n> npx vitest run test/policy/differential.test.ts`.
+ *
+ * The second part does the same for `updatePolicies`: random sequences of changes (pods added,
+ * removed, readdressed, relabelled, recreated with other ports; namespaces relabelled; policies
+ * added, edited, deleted), each applied to the previous result, and after every step the updated
+ * tables must answer every packet as a full compile of the new view does (verdict, sides, rule,
+ * the one-direction entry point, explain's readable parts) and as the reference evaluator does;
+ * the previous instance must still answer as it did before the step. Each path (ipcache-only,
+ * partial, full) must be taken many times by the changes it exists for. SEED=<n> replays one
+ * sequence; SEQUENCES=<n> runs more; DEBUG_KINDS=1 prints which change took which path and why
+ * updates fell back.
  */
 import { describe, it, expect } from 'vitest';
 import { selectorMatches, type LabelSelector, type NetworkPolicyObj, type NetworkPolicyPeer, type NetworkPolicyPort, type NetworkPolicyRule } from '../../src/control/manifests.ts';
 import { u32ToIp } from '../../src/control/addressing.ts';
 import type { ClusterView, PolicyPacket, PolicyPod, PolicyPodPort } from '../../src/policy/model.ts';
-import { compilePolicies, egressSide, ingressSide, PolicyDir } from '../../src/policy/compiler.ts';
+import { compilePolicies, egressSide, ingressSide, PolicyDir, updatePolicies, type CompiledPolicy } from '../../src/policy/compiler.ts';
 import { ip, judgeCompiled, judgeReference } from './helpers.ts';
 
 /** A small, fast, seedable PRNG (mulberry32). */
@@ -318,5 +328,208 @@ describe('compiled tables agree with the reference evaluator', () => {
     expect(features.named).toBeGreaterThan(20);
     expect(features.ipBlock).toBeGreaterThan(20);
     expect(features.range).toBeGreaterThan(20);
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
+// Incremental updates: random sequences of changes applied with updatePolicies.
+// ------------------------------------------------------------------------------------------------
+
+/** An address no pod of `pods` has, in the pods' areas (mostly near `near`, so CIDR classes repeat). */
+function freeAddress(r: Rng, pods: PolicyPod[], near?: number): number {
+  const used = new Set(pods.map((p) => p.ip));
+  for (;;) {
+    const addr = near !== undefined && r.chance(0.7) ? ((near & 0xffffff00) + 2 + r.int(60)) >>> 0 : (r.pick(AREAS.slice(0, 2)) + 2 + r.int(60)) >>> 0;
+    if (!used.has(addr)) return addr;
+  }
+}
+
+/** Counter for new pod and policy names; reset per sequence so that SEED=<n> replays one exactly. */
+let fresh = 0;
+
+/** A policy made of rules other policies already have (so the ipBlocks are known ones), or a new one. */
+function remixPolicy(r: Rng, v: ClusterView, name: string, namespace: string): NetworkPolicyObj {
+  const pool = v.policies.flatMap((p) => [...p.ingress, ...p.egress]);
+  const pickRule = () => (pool.length > 0 && r.chance(0.8) ? r.pick(pool) : { peers: r.chance(0.5) ? [] : [randomPeer(r, v.pods)].filter((p) => !p.ipBlock), ports: [randomPort(r)] });
+  const ingress = Array.from({ length: r.int(3) }, pickRule);
+  const egress = Array.from({ length: r.int(3) }, pickRule);
+  const t = r.int(3);
+  return {
+    kind: 'NetworkPolicy', name, namespace, labels: {},
+    podSelector: r.chance(0.3) ? { matchLabels: {}, matchExpressions: [] } : randomSelector(r, POD_LABELS),
+    policyTypes: t === 0 ? ['Ingress'] : t === 1 ? ['Egress'] : ['Ingress', 'Egress'], ingress, egress,
+  };
+}
+
+/**
+ * One random change to a view, as a new view (the old one is left as it is). Weighted towards
+ * the changes the incremental paths handle, but every kind of change occurs.
+ */
+function mutate(r: Rng, v: ClusterView): { view: ClusterView; what: string; focus?: PolicyPod } {
+  const pods = v.pods, policies = v.policies;
+  const k = r.int(14);
+  if ((k <= 1 || pods.length === 0) && pods.length < 30) {
+    // Scale out: a copy of a pod (same namespace, labels, ports), or a brand-new pod.
+    const like = pods.length > 0 && r.chance(0.75) ? r.pick(pods) : undefined;
+    const pod: PolicyPod = like
+      ? { ...like, name: `x${fresh++}`, ip: freeAddress(r, pods, like.ip), nodeIp: r.pick(NODES) }
+      : { namespace: r.pick([...v.namespaces.keys()]), name: `x${fresh++}`, labels: randomLabels(r, POD_LABELS, 0.5), ip: freeAddress(r, pods), nodeIp: r.pick(NODES), ports: [] };
+    return { view: { ...v, pods: [...pods, pod] }, what: like ? 'scale out' : 'new pod', focus: pod };
+  }
+  if (k === 2 && pods.length > 1) {
+    const gone = r.pick(pods);
+    return { view: { ...v, pods: pods.filter((p) => p !== gone) }, what: 'delete pod' };
+  }
+  if (k === 3 && pods.length > 0) {
+    const moved = r.pick(pods);
+    const now = { ...moved, ip: freeAddress(r, pods, moved.ip), nodeIp: r.pick(NODES) };
+    return { view: { ...v, pods: pods.map((p) => (p === moved ? now : p)) }, what: 'readdress pod', focus: now };
+  }
+  if (k === 4 && pods.length > 0) {
+    // Relabel: often onto the labels of another pod of the namespace (an identity that exists).
+    const pod = r.pick(pods);
+    const same = pods.filter((p) => p.namespace === pod.namespace);
+    const labels = r.chance(0.6) ? { ...r.pick(same).labels } : randomLabels(r, POD_LABELS, 0.5);
+    const now = { ...pod, labels };
+    return { view: { ...v, pods: pods.map((p) => (p === pod ? now : p)) }, what: 'relabel pod', focus: now };
+  }
+  if (k === 12 && pods.length > 0) {
+    // Recreate a pod under the same name with one container port renumbered or re-protocolled
+    // (ports are immutable, but a pod deleted and created again may differ in anything).
+    const pod = r.pick(pods);
+    const ports = pod.ports.length === 0 ? [{ name: r.pick(PORT_NAMES), containerPort: r.pick(PORT_NUMBERS), protocol: 'TCP' as const }]
+      : pod.ports.map((cp, n) => (n > 0 ? cp : r.chance(0.5) ? { ...cp, protocol: r.pick(PROTOCOLS) } : { ...cp, containerPort: r.pick(PORT_NUMBERS) }));
+    const now = { ...pod, ports };
+    return { view: { ...v, pods: pods.map((p) => (p === pod ? now : p)) }, what: 'recreate pod', focus: now };
+  }
+  if (k === 5) {
+    // Relabel a namespace: sometimes with a label no selector looks at.
+    const ns = r.pick([...v.namespaces.keys()]);
+    const namespaces = new Map(v.namespaces);
+    namespaces.set(ns, r.chance(0.5) ? { ...v.namespaces.get(ns), note: `n${r.int(5)}` } : randomLabels(r, NS_LABELS, 0.5));
+    return { view: { ...v, namespaces }, what: 'relabel namespace' };
+  }
+  if ((k === 6 || k === 7) && policies.length < 12) {
+    // A new policy, named so that it sorts among the others (rule ids after it move).
+    const ns = r.chance(0.9) ? r.pick([...v.namespaces.keys()]) : 'unlisted';
+    const name = `pol${r.int(10)}-${fresh++}`;
+    const p = r.chance(0.7) ? remixPolicy(r, v, name, ns) : randomClusterPolicy(r, v, name, ns);
+    return { view: { ...v, policies: [...policies, p] }, what: 'add policy' };
+  }
+  if ((k === 8 || k === 9 || k === 10) && policies.length > 0) {
+    // Edit a policy: its ports, its podSelector, or all of it.
+    const old = r.pick(policies);
+    const e = r.int(3);
+    let p: NetworkPolicyObj;
+    if (e === 0) {
+      const edit = (rules: NetworkPolicyRule[]) => rules.map((rl) => (r.chance(0.5) ? { ...rl, ports: r.chance(0.3) ? [] : [randomPort(r)] } : rl));
+      p = { ...old, ingress: edit(old.ingress), egress: edit(old.egress) };
+    } else if (e === 1) p = { ...old, podSelector: randomSelector(r, POD_LABELS) };
+    else p = remixPolicy(r, v, old.name, old.namespace);
+    return { view: { ...v, policies: policies.map((q) => (q === old ? p : q)) }, what: 'edit policy' };
+  }
+  if (k === 11 && policies.length > 0) {
+    const gone = r.pick(policies);
+    return { view: { ...v, policies: policies.filter((p) => p !== gone) }, what: 'delete policy' };
+  }
+  // Nothing but a new node list order: the cheapest update of all.
+  return { view: { ...v, nodeIps: [...v.nodeIps].reverse() }, what: 'no-op' };
+}
+
+/** A fresh random policy (as randomCluster makes them), with new ipBlocks likely. */
+function randomClusterPolicy(r: Rng, v: ClusterView, name: string, namespace: string): NetworkPolicyObj {
+  const ingress = Array.from({ length: r.int(3) }, () => randomRule(r, v.pods));
+  const egress = Array.from({ length: r.int(3) }, () => randomRule(r, v.pods));
+  return {
+    kind: 'NetworkPolicy', name, namespace, labels: {}, podSelector: randomSelector(r, POD_LABELS),
+    policyTypes: egress.length > 0 ? ['Ingress', 'Egress'] : ['Ingress'], ingress, egress,
+  };
+}
+
+/** Everything a packet's answer consists of, the explanation's readable parts included. */
+function fullAnswer(c: CompiledPolicy, pkt: PolicyPacket): string {
+  const j = judgeCompiled(c, pkt);
+  const ex = c.explain(pkt);
+  const end = (e: typeof ex.source) => [e.kind, e.pod, e.labels, e.ipBlocks];
+  const e = c.classifyDirection(PolicyDir.Egress, pkt.src, pkt.dst, pkt.proto, pkt.dport), er = c.lastEgressRule;
+  const i = c.classifyDirection(PolicyDir.Ingress, pkt.dst, pkt.src, pkt.proto, pkt.dport), ir = c.lastIngressRule;
+  return JSON.stringify([j, ex.egress, ex.ingress, end(ex.source), end(ex.destination), e, er < 0 ? -1 : c.ruleInfo(er), i, ir < 0 ? -1 : c.ruleInfo(ir)]);
+}
+
+const SEQUENCES = Number(process.env.SEQUENCES ?? 60), STEPS = 30, STEP_PACKETS = 30;
+
+describe('incremental updates agree with a full compile and with the reference evaluator', () => {
+  it(`${SEQUENCES} random sequences × ${STEPS} changes × ${STEP_PACKETS} packets`, () => {
+    const only = process.env.SEED ? [Number(process.env.SEED)] : Array.from({ length: SEQUENCES }, (_, i) => 5000 + i);
+    const kinds = new Map<string, number>();
+    const whatKinds = new Map<string, number>();
+    const reasons = new Map<string, number>();
+    let checked = 0;
+    for (const seed of only) {
+      fresh = 0;
+      const r = rng(seed * 104729);
+      let view = randomCluster(seed);
+      let compiled = compilePolicies(view);
+      // An older (view, compiled) pair, to update from again later: branching off an old
+      // instance must work as well as updating the newest one.
+      let older = { view, compiled };
+      for (let step = 0; step < STEPS; step++) {
+        const { view: next, what, focus } = mutate(r, view);
+        const packets = Array.from({ length: STEP_PACKETS }, () => randomPacket(r, r.chance(0.5) ? next : view));
+        if (focus) {
+          // A third of them to or from the pod that changed, at its own ports and the policies'.
+          for (let n = 0; n < STEP_PACKETS / 3; n++) {
+            const other = r.chance(0.8) ? r.pick(next.pods).ip : r.chance(0.5) ? r.pick(NODES) : randomAddress(r);
+            const dport = focus.ports.length > 0 && r.chance(0.6) ? r.pick(focus.ports).containerPort : r.pick(interestingPorts(next));
+            const proto = r.pick([6, 6, 17, 132]);
+            packets[n] = r.chance(0.6) ? { src: other, dst: focus.ip, proto, dport } : { src: focus.ip, dst: other, proto, dport };
+          }
+        }
+        const before = packets.map((pkt) => fullAnswer(compiled, pkt));
+        let upd: CompiledPolicy;
+        try {
+          upd = updatePolicies(compiled, view, next);
+        } catch (e) {
+          // The only errors a valid-looking change can cause must be compilePolicies' own.
+          expect(() => compilePolicies(next)).toThrow((e as Error).message);
+          continue;
+        }
+        const full = compilePolicies(next);
+        const key = `${what} → ${upd.lastUpdateKind}`;
+        whatKinds.set(key, (whatKinds.get(key) ?? 0) + 1);
+        kinds.set(upd.lastUpdateKind, (kinds.get(upd.lastUpdateKind) ?? 0) + 1);
+        const why = (upd.update.fallbackReason ?? '').replace(/pod \S+|named port "\S+"|namespace \S+'s/, 'X');
+        if (why) reasons.set(why, (reasons.get(why) ?? 0) + 1);
+        packets.forEach((pkt, n) => {
+          const got = fullAnswer(upd, pkt), want = fullAnswer(full, pkt);
+          const ref = judgeReference(next, pkt);
+          if (got !== want || JSON.stringify(judgeCompiled(upd, pkt)) !== JSON.stringify(ref)) {
+            throw new Error(`seed ${seed}, step ${step} (${what}, ${upd.lastUpdateKind}${upd.update.fallbackReason ? ': ' + upd.update.fallbackReason : ''}), packet ${n}:\n`
+              + `updated:   ${got}\nfull:      ${want}\nreference: ${JSON.stringify(ref)}\n${JSON.stringify(upd.explain(pkt), null, 1)}`);
+          }
+          // The previous instance still answers exactly as it did before the update.
+          expect(fullAnswer(compiled, pkt), `seed ${seed}, step ${step}: prev changed by the update`).toBe(before[n]);
+          checked++;
+        });
+        // From an older instance too (skipping the changes in between).
+        if (r.chance(0.3)) {
+          const again = updatePolicies(older.compiled, older.view, next);
+          for (const pkt of packets.slice(0, 10)) expect(fullAnswer(again, pkt)).toBe(fullAnswer(full, pkt));
+        }
+        if (r.chance(0.2)) older = { view, compiled };
+        view = next;
+        compiled = upd;
+      }
+    }
+    if (process.env.DEBUG_KINDS) console.log(JSON.stringify([...whatKinds].sort(), null, 1), JSON.stringify([...reasons].sort((a, b) => b[1] - a[1]), null, 1));
+    if (!process.env.SEED) {
+      // Each path must really be exercised, by the changes it exists for.
+      expect(checked).toBeGreaterThan(SEQUENCES * STEPS * STEP_PACKETS * 0.9);
+      for (const k of ['full', 'partial', 'ipcache-only']) expect(kinds.get(k) ?? 0, `${k}: ${JSON.stringify([...whatKinds])}`).toBeGreaterThan(100);
+      for (const k of ['scale out → ipcache-only', 'delete pod → ipcache-only', 'relabel pod → ipcache-only', 'relabel namespace → ipcache-only',
+        'add policy → partial', 'edit policy → partial', 'delete policy → partial', 'readdress pod → ipcache-only']) {
+        expect(whatKinds.get(k) ?? 0, `${k}: ${JSON.stringify([...whatKinds])}`).toBeGreaterThan(10);
+      }
+    }
   });
 });
