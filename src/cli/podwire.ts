@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { daemonMain } from '../daemon/main.ts';
 import { adminRequest } from '../daemon/client.ts';
-import { labUp, labDown, loadLab, listLabs, labApply, labPods, findPod, probeTcp, type LabState, type LabPod } from '../lab/lab.ts';
+import { labUp, labDown, loadLab, listLabs, labApply, labPods, findPod, probeTcp, type LabPod } from '../lab/lab.ts';
 import { formatTrace, type TraceRecord } from '../dataplane/trace.ts';
 import { probeMatrix, expectedMatrix, formatMatrix, matrixMismatches, type MatrixProbe } from '../lab/matrix.ts';
 
@@ -52,7 +52,7 @@ export function podTable(pods: LabPod[]): string {
 }
 
 /** Probe every pod from every pod on its first TCP port; prints the matrix (rows from, columns to). */
-export async function connectivity(s: LabState, pods: LabPod[]): Promise<{ text: string; failures: number }> {
+export async function connectivity(pods: LabPod[]): Promise<{ text: string; failures: number }> {
   const targets = pods.filter((p) => p.ports.some((x) => x.protocol === 'TCP'));
   const short = (p: LabPod) => `${p.namespace === 'default' ? '' : p.namespace + '/'}${p.name}`;
   const rows = [['from \\ to', ...targets.map(short)]];
@@ -67,7 +67,6 @@ export async function connectivity(s: LabState, pods: LabPod[]): Promise<{ text:
     });
     rows.push([short(from), ...(await Promise.all(probes))]);
   }
-  void s;
   return { text: table(rows), failures };
 }
 
@@ -106,7 +105,7 @@ async function lab(argv: string[]): Promise<number> {
         console.log(`\n${podTable(pods)}`);
         if (!values['no-check']) {
           console.log('\nconnectivity (TCP, first declared port; each server answers with its pod name):');
-          const c = await connectivity(s, pods);
+          const c = await connectivity(pods);
           console.log(c.text);
           console.log(c.failures === 0 ? 'all pods reach all pods' : `${c.failures} probe(s) failed`);
         }
@@ -132,7 +131,7 @@ async function lab(argv: string[]): Promise<number> {
     }
     case 'check': {
       const s = loadLab(values.name);
-      const c = await connectivity(s, await labPods(s));
+      const c = await connectivity(await labPods(s));
       console.log(c.text);
       return c.failures === 0 ? 0 : 1;
     }

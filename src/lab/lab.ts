@@ -252,8 +252,8 @@ export async function labApply(s: LabState, text: string, source: string): Promi
   parseManifests(text, source);
   const YAML = await import('yaml');
   type Assigned = Record<string, { podIP?: string; clusterIP?: string; nodePorts?: number[] }>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  type Raw = { kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, any>; status?: Record<string, unknown> };
+  // Raw manifests as YAML parsed them: the lab only reads and fills a few well-known fields.
+  type Raw = { kind: string; metadata: { name: string; namespace?: string }; spec?: Record<string, any>; status?: Record<string, unknown> }; // eslint-disable-line @typescript-eslint/no-explicit-any
   const raws: Raw[] = [];
   for (const doc of YAML.parseAllDocuments(text)) {
     const js = doc.toJS() as (Raw & { items?: Raw[] }) | null;

@@ -141,7 +141,6 @@ function emptyMatrix(pods: LabPod[], probes: MatrixProbe[]): Matrix {
  * diagonal, and never leaves the pod). A probe that fails counts as blocked; `details` says why.
  */
 export async function probeMatrix(s: LabState, pods: LabPod[], probes: MatrixProbe[], opts: ProbeOptions = {}): Promise<Matrix> {
-  void s;
   const timeoutMs = opts.timeoutMs ?? 1000;
   const m = emptyMatrix(pods, probes);
   const details: NonNullable<Matrix['details']> = {};
