@@ -303,7 +303,7 @@ export class Daemon {
   /** Follow the underlay MTU: when it shrinks, encapsulation starts answering with ICMP frag-needed. */
   private async refreshMtu(): Promise<void> {
     try {
-      const mtu = await this.readMtu(this.underlayIf);
+      const mtu = this.addon.getIfMtu(this.underlayIf);   // one ioctl (SIOCGIFMTU), no child process
       if (mtu !== this.dp.cfg.underlayMtu) {
         this.log(`underlay ${this.underlayIf} MTU ${this.dp.cfg.underlayMtu} → ${mtu}; overlay MTU now ${mtu - VXLAN_MTU_OVERHEAD}`);
         this.dp.setUnderlayMtu(mtu);
