@@ -9,6 +9,8 @@
  * clear), so they never collide with a vendor's.
  */
 import { createHash } from 'node:crypto';
+import { formatMac, parseMacString } from '../wire/ethernet.ts';
+import { formatIpv4Addr, parseIpv4Addr } from '../wire/ipv4.ts';
 
 export interface Mac { hi: number; lo: number }
 
@@ -18,31 +20,17 @@ export const POD_MAC_PREFIX = 0x0a58;
 export const ROUTER_MAC_PREFIX = 0x0e77;
 export const HOST_MAC_PREFIX = 0x0e68;
 
-/** "aa:bb:cc:dd:ee:ff" for a MAC given as hi16/lo32. */
-export function macToString(m: Mac): string {
-  const b = [m.hi >>> 8, m.hi & 0xff, m.lo >>> 24, (m.lo >>> 16) & 0xff, (m.lo >>> 8) & 0xff, m.lo & 0xff];
-  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
+/** "aa:bb:cc:dd:ee:ff" for a MAC given as hi16/lo32 (wire/ethernet.ts formats it). */
+export function macToString(m: Mac): string { return formatMac(m.hi, m.lo); }
 
-/** Parse "aa:bb:cc:dd:ee:ff"; throws on anything else. */
-export function macFromString(s: string): Mac {
-  if (!/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(s)) throw new Error(`not a MAC address: ${JSON.stringify(s)}`);
-  const b = s.split(':').map((x) => parseInt(x, 16));
-  return { hi: (b[0] << 8) | b[1], lo: ((b[2] << 24) | (b[3] << 16) | (b[4] << 8) | b[5]) >>> 0 };
-}
+/** Parse "aa:bb:cc:dd:ee:ff"; throws on anything else (wire/ethernet.ts parses it). */
+export const macFromString: (s: string) => Mac = parseMacString;
 
-/** Dotted quad → host-order u32; throws on anything else. */
-export function ipToU32(s: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) throw new Error(`not an IPv4 address: ${JSON.stringify(s)}`);
-  const o = m.slice(1).map(Number);
-  if (o.some((x) => x > 255)) throw new Error(`not an IPv4 address: ${JSON.stringify(s)}`);
-  return ((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0;
-}
+/** Dotted quad → host-order u32; throws on anything else (wire/ipv4.ts parses it). */
+export const ipToU32: (s: string) => number = parseIpv4Addr;
 
-export function u32ToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
-}
+/** Host-order u32 → dotted quad. */
+export const u32ToIp: (n: number) => string = formatIpv4Addr;
 
 /** "10.244.1.0/24" → network (u32) and prefix length; throws on a malformed CIDR. */
 export function parseCidr(s: string): { net: number; len: number } {

@@ -27,7 +27,7 @@ import { loadAddon, OFFLOAD, type Addon } from '../io/native.ts';
 import { FrameSlab, TxQueue, SLOT_SIZE, HEADROOM, BATCH_MAX, VNET_HDR_LEN } from '../frame/slab.ts';
 import { Fdb } from '../tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
-import { RouteTable } from '../tables/routes.ts';
+import { RouteTable, prefixMask } from '../tables/routes.ts';
 import { Counters } from '../dataplane/counters.ts';
 import { Dataplane, VXLAN_MTU_OVERHEAD } from '../dataplane/pipeline.ts';
 import { Drop, DROP_INFO } from '../wire/drop.ts';
@@ -165,7 +165,7 @@ export class Daemon {
     const router = self.vtepMac ? macFromString(self.vtepMac) : macFromIp(ROUTER_MAC_PREFIX, selfIp);
     const host = macFromIp(HOST_MAC_PREFIX, selfIp);
     this.underlayIf = this.opts.underlayIf || (await this.findInterfaceWithAddress(self.internalIP));
-    const underlayMtu = await this.readMtu(this.underlayIf);
+    const underlayMtu = this.addon.getIfMtu(this.underlayIf);
     // Super-frames: open the host TAP with a virtio-net header and ask for checksum + TSO offloads;
     // if the kernel refuses, fall back to plain frames everywhere (one mode per node keeps every
     // path simple: a frame can go from any port to any port unchanged).
@@ -293,11 +293,6 @@ export class Daemon {
     const found = out.find((l) => l.addr_info.some((a) => a.local === ip));
     if (!found) throw new Error(`node ${this.opts.nodeName}: no interface here has the node's InternalIP ${ip}; is this the right node?`);
     return found.ifname;
-  }
-
-  private async readMtu(ifname: string): Promise<number> {
-    const out = JSON.parse(await run('ip', ['-j', 'link', 'show', 'dev', ifname])) as { mtu: number }[];
-    return out[0].mtu;
   }
 
   /** Follow the underlay MTU: when it shrinks, encapsulation starts answering with ICMP frag-needed. */
@@ -833,8 +828,6 @@ export class Daemon {
 }
 
 function cidrsOverlap(a: string, b: string): boolean {
-  const x = parseCidr(a), y = parseCidr(b);
-  const len = Math.min(x.len, y.len);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const x = parseCidr(a), y = parseCidr(b), mask = prefixMask(Math.min(x.len, y.len));
   return ((x.net & mask) >>> 0) === ((y.net & mask) >>> 0);
 }

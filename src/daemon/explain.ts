@@ -150,8 +150,9 @@ export class Explainer {
     }
     if (st.decap) { st.writer.write(u8, off, len); return; }
     this.captureScratch ??= new Uint8Array(28 + 8 + 65536 + 64);
-    const b = this.captureScratch, dv = new DataView(b.buffer);
-    dv.setUint32(28, 0x08000000); dv.setUint32(32, (this.d.opts.vni << 8) >>> 0);
+    const b = this.captureScratch, vni = this.d.opts.vni;
+    b[28] = 0x08; b[29] = b[30] = b[31] = 0;                                  // VXLAN: I flag,
+    b[32] = (vni >>> 16) & 0xff; b[33] = (vni >>> 8) & 0xff; b[34] = vni & 0xff; b[35] = 0;   // VNI
     b.set(u8.subarray(off, off + len), 36);
     const n = writeSyntheticUdpIpv4(b, 0, ipToU32(this.d.self.internalIP), dst, 0, this.d.opts.vxlanPort, b, 28, 8 + len);
     if (n) st.writer.write(b, 0, n);

@@ -24,10 +24,10 @@
  *     daemon flushes each port with one batched write.
  */
 import { Drop, DROP_INFO } from '../wire/drop.ts';
-import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4 } from '../wire/ethernet.ts';
+import { ETH_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, formatMac } from '../wire/ethernet.ts';
 import { checkArp, ARP_OPER, ARP_REQUEST, ARP_REPLY, ARP_SHA, ARP_SPA, ARP_THA, ARP_TPA } from '../wire/arp.ts';
 import {
-  checkIpv4, IPV4_DST, ipv4SetSrc, ipv4SetDst, IPV4_FLAGS_FRAG, IPV4_FLAG_DF, IPV4_PROTO, IPV4_SRC, IPV4_TTL,
+  checkIpv4, IPV4_DST, ipv4SetSrc, ipv4SetDst, formatIpv4Addr, IPV4_FLAGS_FRAG, IPV4_FLAG_DF, IPV4_PROTO, IPV4_SRC, IPV4_TTL,
   IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ipv4DecrementTtl, ipv4WriteChecksum,
 } from '../wire/ipv4.ts';
 import {
@@ -952,11 +952,8 @@ function segmentWireLen(dv: DataView, l3: number, gsoSize: number): number {
   return ihl + l4hdr + gsoSize;
 }
 
-/** Dotted quad, for traces. */
-function u32(ip: number): string { return `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`; }
-function macText(hi: number, lo: number): string {
-  return [hi >>> 8, hi & 0xff, lo >>> 24, (lo >>> 16) & 0xff, (lo >>> 8) & 0xff, lo & 0xff].map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
+const u32 = formatIpv4Addr;
+const macText = formatMac;
 const CT_STATE_NAMES = ['NEW', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'UDP_UNREPLIED', 'UDP_REPLIED', 'ICMP_UNREPLIED', 'ICMP_REPLIED'];
 
 /** Frames read per device per wake-up. */

@@ -22,6 +22,7 @@ import { spawn } from 'node:child_process';
 import { ipBatch, run, listNetns, deleteNetns } from '../daemon/sys.ts';
 import { adminRequest } from '../daemon/client.ts';
 import { parseManifests, type PodObj } from '../control/manifests.ts';
+import { macToString, macFromIp, ipToU32, ROUTER_MAC_PREFIX } from '../control/addressing.ts';
 
 export const LABS_DIR = '/run/podwire/labs';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -166,8 +167,7 @@ async function startDaemon(s: LabState, n: LabNode, servePorts: boolean): Promis
  * remote underlay address. podwire nodes then see it as just another cluster member.
  */
 async function kernelNodeUp(s: LabState, n: LabNode): Promise<void> {
-  const ip = n.underlayIp.split('.').map(Number);
-  const vtepMac = `0e:77:${ip.map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+  const vtepMac = macToString(macFromIp(ROUTER_MAC_PREFIX, ipToU32(n.underlayIp)));
   const gw = n.podCIDR.replace(/\.0\/24$/, '.1');
   const lines = [
     `link add flannel.1 address ${vtepMac} mtu ${s.mtu - 50} type vxlan id ${s.vni} local ${n.underlayIp} dev underlay0 dstport ${s.vxlanPort} nolearning`,
@@ -180,8 +180,7 @@ async function kernelNodeUp(s: LabState, n: LabNode): Promise<void> {
   const fdb: string[] = [];
   for (const m of s.nodes) {
     if (m.name === n.name) continue;
-    const mip = m.underlayIp.split('.').map(Number);
-    const mMac = `0e:77:${mip.map((x) => x.toString(16).padStart(2, '0')).join(':')}`;
+    const mMac = macToString(macFromIp(ROUTER_MAC_PREFIX, ipToU32(m.underlayIp)));
     const mAddr = m.podCIDR.replace(/\/24$/, '');
     lines.push(`route add ${m.podCIDR} via ${mAddr} dev flannel.1 onlink`);
     lines.push(`neigh add ${mAddr} lladdr ${mMac} dev flannel.1 nud permanent`);
