@@ -791,6 +791,8 @@ Napi::Value OpenUdpSender(const Napi::CallbackInfo& info) {
 // Counters of the super-frame paths (process-wide, added to once per call).
 std::atomic<uint64_t> g_vxlanSegments{0};     // segments cut from super-frames and sent
 std::atomic<uint64_t> g_vxlanGsoSends{0};     // sendmsg(UDP_SEGMENT) calls that succeeded
+std::atomic<uint64_t> g_vxlanPlainGsoSends{0};       // runs of single datagrams sent as one
+std::atomic<uint64_t> g_vxlanPlainGsoDatagrams{0};   // the datagrams in those runs
 std::atomic<uint64_t> g_vxlanSuperFrames{0};  // super-frames built from received segments
 std::atomic<uint64_t> g_vxlanCoalesced{0};    // received segments that went into them
 std::atomic<uint64_t> g_vxlanCsumErrors{0};   // received inner IPv4/TCP with a bad checksum
@@ -856,7 +858,7 @@ struct VxlanTx {
   unsigned k = 0;
   int batchFd = -1;
   // Tallies, added to the global counters at the end of the call.
-  uint64_t errors = 0, segments = 0, gsoSends = 0;
+  uint64_t errors = 0, segments = 0, gsoSends = 0, plainGsoSends = 0, plainGsoDatagrams = 0;
 };
 
 void SetMsg(unsigned j, struct iovec* iov, size_t iovlen, struct sockaddr_in* dst) {
@@ -871,16 +873,119 @@ void SetMsg(unsigned j, struct iovec* iov, size_t iovlen, struct sockaddr_in* ds
   t_msgs[j].msg_len = 0;
 }
 
+// The pending single datagrams leave in as few sends as the kernel allows. Consecutive datagrams
+// for one destination with the same length (the last of a run may be shorter) form a run, and a
+// run of two or more is ONE message with a UDP_SEGMENT cmsg: the kernel carries it as one skb
+// through the stack (veth, bridge, and into a peer socket that has UDP_GRO) and cuts it into the
+// original datagrams only where it must (a real NIC, a socket without UDP_GRO). The wire sees the
+// same datagrams as with one send each. All runs of a flush share one sendmmsg.
+//
+//   pending:  [d0 90 B][d1 90 B][d2 90 B][d3 60 B][d4 90 B]    (one socket, same destination)
+//   messages: [ run d0..d3, UDP_SEGMENT 90 ][ d4 alone ]
+thread_local struct mmsghdr t_runMsgs[kBatch];
+thread_local struct iovec t_runIovs[kBatch * 4];
+alignas(struct cmsghdr) thread_local uint8_t t_runCtrl[kBatch][CMSG_SPACE(sizeof(uint16_t))];
+thread_local uint32_t t_plainLen[kBatch];   // datagram length of pending message j
+thread_local unsigned t_runFirst[kBatch];   // first pending message of run m
+thread_local unsigned t_runCount[kBatch];   // pending messages in run m
+
+// Group t_msgs[0, k) into runs in t_runMsgs; returns the number of runs.
+unsigned BuildRuns(unsigned k) {
+  unsigned m = 0, iovAt = 0;
+  for (unsigned j = 0; j < k;) {
+    const unsigned first = j;
+    const uint32_t size = t_plainLen[j];
+    const uint32_t dst = t_addrs[j].sin_addr.s_addr;
+    uint32_t total = size;
+    j++;
+    while (j < k && j - first < kMaxGsoSegs && t_addrs[j].sin_addr.s_addr == dst &&
+           t_plainLen[j] <= size && total + t_plainLen[j] <= kMaxUdpPayload) {
+      total += t_plainLen[j];
+      if (t_plainLen[j++] < size) break;  // a shorter datagram can only end a run
+    }
+    struct msghdr& h = t_runMsgs[m].msg_hdr;
+    h = t_msgs[first].msg_hdr;  // destination, and the iovecs of a run of one
+    t_runMsgs[m].msg_len = 0;
+    if (j - first > 1) {
+      h.msg_iov = &t_runIovs[iovAt];
+      h.msg_iovlen = 0;
+      for (unsigned d = first; d < j; d++) {
+        const struct msghdr& one = t_msgs[d].msg_hdr;
+        for (size_t v = 0; v < one.msg_iovlen; v++) t_runIovs[iovAt++] = one.msg_iov[v];
+        h.msg_iovlen += one.msg_iovlen;
+      }
+      memset(t_runCtrl[m], 0, sizeof t_runCtrl[m]);
+      h.msg_control = t_runCtrl[m];
+      h.msg_controllen = sizeof t_runCtrl[m];
+      struct cmsghdr* cm = CMSG_FIRSTHDR(&h);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_SEGMENT;
+      cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const uint16_t gsoSize = static_cast<uint16_t>(size);
+      memcpy(CMSG_DATA(cm), &gsoSize, sizeof gsoSize);
+    }
+    t_runFirst[m] = first;
+    t_runCount[m] = j - first;
+    m++;
+  }
+  return m;
+}
+
 // Send the pending batch. Returns false if the socket filled up: *stopAt is then the first entry
 // not consumed.
 bool FlushPlain(VxlanTx* tx, uint32_t* stopAt) {
   if (tx->k == 0) return true;
-  unsigned sent;
-  unsigned done = SendAllMmsg(tx->batchFd, tx->k, &tx->errors, &sent);
-  bool ok = done == tx->k;
-  if (!ok) *stopAt = t_plainEntry[done];
+  const unsigned k = tx->k;
   tx->k = 0;
-  return ok;
+  unsigned sent;
+  if (k == 1 || g_udpSegmentOff.load(std::memory_order_relaxed)) {
+    unsigned done = SendAllMmsg(tx->batchFd, k, &tx->errors, &sent);
+    if (done == k) return true;
+    *stopAt = t_plainEntry[done];
+    return false;
+  }
+  const unsigned runs = BuildRuns(k);
+  unsigned m = 0;
+  while (m < runs) {
+    int r = sendmmsg(tx->batchFd, t_runMsgs + m, runs - m, MSG_DONTWAIT);
+    if (r > 0) {
+      for (int d = 0; d < r; d++) {
+        if (t_runCount[m + d] > 1) {
+          tx->plainGsoSends++;
+          tx->plainGsoDatagrams += t_runCount[m + d];
+        }
+      }
+      m += r;
+      continue;
+    }
+    int err = errno;
+    if (r < 0 && err == EINTR) continue;
+    if (r < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
+      *stopAt = t_plainEntry[t_runFirst[m]];
+      return false;
+    }
+    // Message m was refused. A run the kernel would not segment (a datagram larger than the
+    // route's MTU: EMSGSIZE/EINVAL; no UDP_SEGMENT here: EIO/ENOPROTOOPT/EOPNOTSUPP) goes out one
+    // datagram at a time, as SendSegments does; anything else loses the run's datagrams.
+    const unsigned first = t_runFirst[m], n = t_runCount[m];
+    if (n > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO || err == ENOPROTOOPT ||
+                  err == EOPNOTSUPP)) {
+      if (err == EIO || err == ENOPROTOOPT || err == EOPNOTSUPP) {
+        g_udpSegmentOff.store(true, std::memory_order_relaxed);
+      }
+      // t_msgs[first, first + n) are the run's single messages; SendAllMmsg sends from t_msgs.
+      if (first > 0) memmove(t_msgs, t_msgs + first, n * sizeof t_msgs[0]);
+      unsigned done = SendAllMmsg(tx->batchFd, n, &tx->errors, &sent);
+      if (done < n) {
+        *stopAt = t_plainEntry[first + done];
+        return false;
+      }
+    } else {
+      tx->errors += n;
+    }
+    m++;
+  }
+  return true;
 }
 
 // Segment one super-frame and send it from fd to dst. Returns false on EAGAIN (the entry is then
@@ -1080,6 +1185,7 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
       t_addrs[j].sin_addr.s_addr = htonl(dstAddrs[idx]);
       t_addrs[j].sin_port = htons(tx.dstPort);
       SetMsg(j, iov, niov, &t_addrs[j]);
+      t_plainLen[j] = podwire::kVxlanLen + flen;
       t_plainEntry[j] = i;
       tx.batchFd = fd;
       tx.k++;
@@ -1113,6 +1219,8 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
   g_sendErrors.fetch_add(tx.errors, std::memory_order_relaxed);
   g_vxlanSegments.fetch_add(tx.segments, std::memory_order_relaxed);
   g_vxlanGsoSends.fetch_add(tx.gsoSends, std::memory_order_relaxed);
+  g_vxlanPlainGsoSends.fetch_add(tx.plainGsoSends, std::memory_order_relaxed);
+  g_vxlanPlainGsoDatagrams.fetch_add(tx.plainGsoDatagrams, std::memory_order_relaxed);
   return Napi::Number::New(env, stopped ? stopAt : count);
 }
 
@@ -1391,6 +1499,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   set("sendErrors", g_sendErrors);
   set("vxlanSegments", g_vxlanSegments);
   set("vxlanGsoSends", g_vxlanGsoSends);
+  set("vxlanPlainGsoSends", g_vxlanPlainGsoSends);
+  set("vxlanPlainGsoDatagrams", g_vxlanPlainGsoDatagrams);
   set("vxlanSuperFrames", g_vxlanSuperFrames);
   set("vxlanCoalesced", g_vxlanCoalesced);
   set("vxlanCsumErrors", g_vxlanCsumErrors);

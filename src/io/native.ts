@@ -178,6 +178,12 @@ export interface OffloadStats {
   vxlanSegments: number;
   /** sendmsg calls with UDP_SEGMENT that succeeded (each carrying up to 64 segments). */
   vxlanGsoSends: number;
+  /**
+   * Runs of equal-size single datagrams (small frames) for one destination sent as one
+   * UDP_SEGMENT message, and the datagrams in them: the kernel carries a run as one skb.
+   */
+  vxlanPlainGsoSends: number;
+  vxlanPlainGsoDatagrams: number;
   /** Super-frames built by recvVxlanBatch, and the received segments merged into them. */
   vxlanSuperFrames: number;
   vxlanCoalesced: number;

@@ -359,7 +359,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     }
     expect(OFFLOAD).toMatchObject({ CSUM: 1, TSO4: 2, TSO6: 4, TSO_ECN: 8, UFO: 16, USO4: 32, USO6: 64 });
     expect(addon.stats()).toMatchObject({
-      vxlanSegments: expect.any(Number), vxlanGsoSends: expect.any(Number), sendErrors: expect.any(Number),
+      vxlanSegments: expect.any(Number), vxlanGsoSends: expect.any(Number), vxlanPlainGsoSends: expect.any(Number), vxlanPlainGsoDatagrams: expect.any(Number), sendErrors: expect.any(Number),
       vxlanSuperFrames: expect.any(Number), vxlanCoalesced: expect.any(Number), vxlanCsumErrors: expect.any(Number),
       udpSegment: true,
     });
@@ -542,6 +542,35 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     expect(got[3].subarray(8 + 34 + 18)).toEqual(tcpSmall.subarray(34 + 18));
   });
 
+  it('sendVxlanBatch sends runs of equal-size small frames as one UDP_SEGMENT message; the receiver gets the same datagrams', () => {
+    const { fd, port } = openLoopbackUdp();
+    const small = (seed: number, len: number) => udpFrame(payloadBytes(len, seed), 'full');
+    const plain = (f: Uint8Array) => concat([vnetHdr(0, 0, 0, 0, 0, 0), f]);
+    // Socket 0: a run of 5 (the last one shorter, which ends it), then a run of 3 of another size,
+    // then a lone larger frame (a run never grows); socket 1 (another flow hash): a run of 2.
+    // Four messages carry the 11 datagrams, three of them with UDP_SEGMENT.
+    const frames = [
+      small(1, 64), small(2, 64), small(3, 64), small(4, 64), small(5, 30),
+      small(6, 200), small(7, 200), small(8, 200),
+      small(9, 300),
+      small(10, 90), small(11, 90),
+    ];
+    const hashes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    const before = addon.stats();
+    expect(sendEntries(frames.map(plain), port, hashes)).toBe(frames.length);
+    const after = addon.stats();
+    expect(after.vxlanPlainGsoSends - before.vxlanPlainGsoSends).toBe(3);
+    expect(after.vxlanPlainGsoDatagrams - before.vxlanPlainGsoDatagrams).toBe(10);
+    expect(after.sendErrors).toBe(before.sendErrors);
+    // This receiver has no UDP_GRO: the kernel cut the runs into the original datagrams, in order.
+    const got = recvAll(fd).map((d) => d.data);
+    expect(got).toHaveLength(frames.length);
+    got.forEach((d, i) => {
+      expect([...d.subarray(0, 8)]).toEqual(vxlanHeader);
+      expect(d.subarray(8)).toEqual(frames[i]);
+    });
+  });
+
   it('sendVxlanBatch: segments too big for the route MTU fall back to single sends, without giving up UDP_SEGMENT', () => {
     // A route through the veth (MTU 1400) in the root namespace, to the peer's side of a /30.
     const net = `10.95.${Math.floor(Math.random() * 250)}`;
@@ -570,6 +599,26 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     after = addon.stats();
     expect(after.vxlanGsoSends - before.vxlanGsoSends).toBe(1);
     expect(after.vxlanSegments - before.vxlanSegments).toBe(20);
+    // Small frames too: a run of three 1408-byte datagrams is refused as one UDP_SEGMENT message
+    // and goes out one by one (fragmented); a run of 1000-byte ones leaves as one message.
+    const plainRun = (payloadLen: number) => {
+      const e = concat([vnetHdr(0, 0, 0, 0, 0, 0), udpFrame(payloadBytes(payloadLen, 5), 'full')]);
+      const slab = concat([e, e, e]);
+      const dst = new Uint32Array(3).fill((10 << 24) | (95 << 16) | (Number(net.split('.')[2]) << 8) | 2);
+      const offs = Uint32Array.of(0, e.length, 2 * e.length), ls = new Uint32Array(3).fill(e.length);
+      return addon.sendVxlanBatch(pool, slab, offs, ls, dst, new Uint32Array(3), 0, 3, VNI, 4789);
+    };
+    before = after;
+    expect(plainRun(1408 - 8 - 42)).toBe(3);
+    after = addon.stats();
+    expect(after.vxlanPlainGsoSends - before.vxlanPlainGsoSends).toBe(0);
+    expect(after.sendErrors).toBe(before.sendErrors);
+    expect(after.udpSegment).toBe(true);
+    before = after;
+    expect(plainRun(1000 - 8 - 42)).toBe(3);
+    after = addon.stats();
+    expect(after.vxlanPlainGsoSends - before.vxlanPlainGsoSends).toBe(1);
+    expect(after.vxlanPlainGsoDatagrams - before.vxlanPlainGsoDatagrams).toBe(3);
   });
 
   it('sendVxlanBatch rejects misuse before any syscall', () => {
