@@ -14,9 +14,13 @@
  *       (10.244.<node>.0/24), same pod MTU (1450).
  *   Tests: iperf3 TCP single stream, TCP 4 streams (-P 4), UDP with 64-byte payloads sent as fast as
  *   the client can (`-b 0`, or `--udp-rate`), and ping RTT p50/p90 (200 pings, 10 ms apart).
+ *   (c) podwire with `--busy-poll 20000` (prefix `bn`): the daemons poll their fds for 20 ms after
+ *       traffic instead of sleeping in epoll; ping RTT and TCP single stream only, to show what the
+ *       latency costs in throughput.
  *   Only one lab exists at a time, so the idle one costs nothing: every run brings up a fresh podwire
- *   lab, measures, removes it, then does the same with a fresh kernel lab (the order flips every
- *   run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). The table shows medians.
+ *   lab, measures, removes it, then does the same with a fresh kernel lab and a busy-poll lab (the
+ *   order flips every run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). The
+ *   table shows medians.
  *
  * How to read the figures
  *   - Read the ratio column (podwire / kernel), not absolutes: the machine is shared and has 2 cores.
@@ -60,6 +64,12 @@ spec:
 `;
 }
 
+/**
+ * The busy-poll budget of the third lab: longer than the ping interval (10 ms), so the daemons are
+ * still polling when the next echo comes, as a latency-sensitive deployment would set it.
+ */
+export const BUSY_POLL_MICROS = 20_000;
+
 /** The minimal PodObj kernelPodUp needs (namespace and name make the pod's netns name). */
 export function kernelPod(name: string): PodObj {
   return { kind: 'Pod', name, namespace: 'bench', uid: `bench/${name}`, labels: {}, annotations: {}, ports: [], ready: true };
@@ -88,17 +98,27 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
   const loadStart = loadavg();
   const ifaces: Record<string, string> = {};
   for (let run = 1; run <= o.runs; run++) {
-    const order: ('podwire' | 'kernel')[] = run % 2 === 1 ? ['podwire', 'kernel'] : ['kernel', 'podwire'];
+    const order: ('podwire' | 'kernel' | 'busypoll')[] = run % 2 === 1 ? ['podwire', 'kernel', 'busypoll'] : ['busypoll', 'kernel', 'podwire'];
     for (const which of order) {
-      const prefix = uniquePrefix(which === 'podwire' ? 'bn' : 'bk');
+      const prefix = uniquePrefix(which === 'kernel' ? 'bk' : 'bn');
       const off = onCleanup(() => labDown(prefix));
       try {
         progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
         await r.attempt(`${which} run ${run}`, async () => {
-          const lab = await labUp({ nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [] });
-          const side = which === 'podwire' ? await podwireSide(lab) : await kernelSide(lab);
+          const lab = await labUp({
+            nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [],
+            busyPollMicros: which === 'busypoll' ? BUSY_POLL_MICROS : 0,
+          });
+          const side = which === 'kernel' ? await kernelSide(lab) : { ...(await podwireSide(lab)), name: which };
           ifaces[which] ??= (await podIfSummary(side.clientNs)).text;
           await warmUp(side);
+          if (which === 'busypoll') {
+            // The same data path with --busy-poll: what it buys (latency) and what it costs (CPU
+            // that the pods' own processes no longer get, which shows in TCP throughput).
+            await measurePing(side, r, 200);
+            await measureTcp(side, r, o.seconds, 1);
+            return;
+          }
           await measureTcp(side, r, o.seconds, 1);
           await measureTcp(side, r, o.seconds, 4);
           await measureUdp(side, r, o.seconds, o.udpRate);
@@ -122,6 +142,9 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
     { name: 'UDP 64 B loss (%)', podwire: r.get('podwire:udp:loss'), kernel: r.get('kernel:udp:loss'), digits: 1, ratio: false },
     { name: 'ping RTT p50 (µs)', podwire: r.get('podwire:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
     { name: 'ping RTT p90 (µs)', podwire: r.get('podwire:ping:p90'), kernel: r.get('kernel:ping:p90'), digits: 0 },
+    { name: `with --busy-poll ${BUSY_POLL_MICROS}: ping RTT p50 (µs)`, podwire: r.get('busypoll:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: `with --busy-poll ${BUSY_POLL_MICROS}: ping RTT p90 (µs)`, podwire: r.get('busypoll:ping:p90'), kernel: r.get('kernel:ping:p90'), digits: 0 },
+    { name: `with --busy-poll ${BUSY_POLL_MICROS}: TCP 1 stream (Gbit/s)`, podwire: r.get('busypoll:tcp1:gbps'), kernel: r.get('kernel:tcp1:gbps') },
   ];
   const out: string[] = [];
   out.push(`== cross node: pod on node1 -> pod on node2 over VXLAN (podwire vs kernel VXLAN + cni0 bridge, Flannel-style) ==`);

@@ -75,6 +75,11 @@ export interface DaemonOptions {
   metricsAddr?: string;
   /** Super-frames on TAPs (virtio-net header, checksum and TSO offloads) when the kernel allows: 'auto', or 'off'. */
   offload?: 'auto' | 'off';
+  /**
+   * Busy polling: after forwarding, keep polling every data fd for this many microseconds before
+   * sleeping in epoll (0 = never). Trades idle CPU for latency; see `busyPoll()`.
+   */
+  busyPollMicros?: number;
   log?: (line: string) => void;
 }
 
@@ -199,7 +204,7 @@ export class Daemon {
       this.addon.enableUdpGro(this.udpFd);
     }
     this.ports.attach(PortKind.Overlay, this.rawFd, 0, 0, selfIp, 'overlay', OVERLAY_PORT);
-    const uw = new this.addon.FdWatcher(this.udpFd, () => this.onOverlayReadable());
+    const uw = new this.addon.FdWatcher(this.udpFd, () => { this.onOverlayReadable(); this.busyPoll(); });
     uw.start(); this.watchers.push(uw);
 
     // The host port: the node's kernel reaches the cluster through it.
@@ -211,7 +216,8 @@ export class Daemon {
       `route replace ${this.opts.clusterCidr} via ${u32ToIp(this.routes.gatewayIp)} dev ${this.opts.hostIf} onlink src ${self.internalIP}`,
     ]);
     this.ports.attach(PortKind.Host, this.hostFd, host.hi, host.lo, 0, 'host', HOST_PORT);
-    const hw = new this.addon.FdWatcher(this.hostFd, () => this.onTapReadable(HOST_PORT, this.hostFd));
+    const hw = new this.addon.FdWatcher(this.hostFd, () => { this.onTapReadable(HOST_PORT, this.hostFd); this.busyPoll(); });
+    this.rebuildSpinSet();
     hw.start(); this.watchers.push(hw);
 
     await this.explain.startMetrics();
@@ -223,6 +229,8 @@ export class Daemon {
     this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
     await this.listen();
     this.log(`data path: ${this.vnet ? 'super-frames (virtio-net header, checksum + TSO offloads; VXLAN segmentation with UDP_SEGMENT, coalescing with UDP_GRO)' : 'plain frames (no offloads)'}`);
+    const bp = this.opts.busyPollMicros ?? 0;
+    this.log(bp > 0 ? `busy polling: after traffic, every data fd is polled for ${bp} µs before sleeping (lower latency, CPU spent while idle)` : 'busy polling: off (the data path sleeps in epoll between batches)');
     this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
   }
 
@@ -277,6 +285,7 @@ export class Daemon {
     for (const key of [...this.local.keys()]) await this.deleteLocalPod(key).catch((e) => this.log(String(e)));
     for (const w of this.watchers) w.stop();
     this.watchers = [];
+    this.spinFds = new Int32Array(0);
     for (const fd of [this.hostFd, this.udpFd, this.rawFd, ...this.udpSenders]) if (fd >= 0) this.addon.closeFd(fd);
     this.udpSenders = new Int32Array(0);
     if (this.nodePortsSteered) {
@@ -347,6 +356,50 @@ export class Daemon {
     }
     // Still more: come back on the next loop turn rather than starve the TAPs.
     setImmediate(() => this.onOverlayReadable());
+  }
+
+  /**
+   * Busy polling (`--busy-poll µs`). After a batch, rather than return to libuv and sleep in
+   * epoll, poll every data fd (overlay socket, host TAP, pod TAPs) for up to the budget and handle
+   * whatever becomes readable, starting the budget again after each batch. A request's reply that
+   * comes back within the budget is then read at once instead of waiting for the scheduler to
+   * wake this process, which is most of a userspace hop's latency on a VM. While spinning the JS
+   * thread belongs to the data path, so the loop hands the thread back after 5 ms of continuous
+   * traffic (timers, control requests and the admin socket wait behind it no longer than that);
+   * traffic still pending then wakes the watchers at once.
+   */
+  private busyPoll(): void {
+    const budget = this.opts.busyPollMicros ?? 0;
+    if (budget === 0 || this.spinning || this.spinFds.length === 0) return;
+    this.spinning = true;
+    try {
+      const handBackAt = Date.now() + 5;
+      while (this.addon.spinPoll(this.spinFds, this.spinReady, budget) > 0) {
+        for (let i = 0; i < this.spinFds.length; i++) if (this.spinReady[i] === 1) this.spinHandlers[i]();
+        if (Date.now() >= handBackAt) break;
+      }
+    } finally {
+      this.spinning = false;
+    }
+  }
+  private spinning = false;
+  private spinFds = new Int32Array(0);
+  private spinReady = new Uint8Array(0);
+  private spinHandlers: (() => void)[] = [];
+
+  /** The fds busyPoll() watches, and what to do when each is readable (after a pod comes or goes). */
+  private rebuildSpinSet(): void {
+    const fds: number[] = [], handlers: (() => void)[] = [];
+    if (this.udpFd >= 0) { fds.push(this.udpFd); handlers.push(() => this.onOverlayReadable()); }
+    if (this.hostFd >= 0) { fds.push(this.hostFd); handlers.push(() => this.onTapReadable(HOST_PORT, this.hostFd)); }
+    for (const st of this.local.values()) {
+      const { port, fd } = st;
+      fds.push(fd);
+      handlers.push(() => this.onTapReadable(port, fd));
+    }
+    this.spinFds = Int32Array.from(fds);
+    this.spinReady = new Uint8Array(fds.length);
+    this.spinHandlers = handlers;
   }
 
   /** One batched write per output port; frames a full device queue could not take are counted. */
@@ -660,11 +713,12 @@ export class Daemon {
       undo.push(() => this.routes.clearLocalPod(ipToU32(ip)));
       this.dp.refreshPodPorts();
       const st: PodState = { obj: o, ip, netns, tapName, fd: tap.fd, port };
-      const w = new this.addon.FdWatcher(tap.fd, () => this.onTapReadable(port, tap.fd));
+      const w = new this.addon.FdWatcher(tap.fd, () => { this.onTapReadable(port, tap.fd); this.busyPoll(); });
       w.start(); st.watcher = w;
       undo.push(() => w.stop());
       if (this.opts.servePorts) st.agent = await this.startAgent(o, netns);
       this.local.set(key, st);
+      this.rebuildSpinSet();
       this.log(`pod ${key}: ${ip} ${macToString(mac)} in netns ${netns} (port ${port})`);
     } catch (e) {
       for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => undefined);
@@ -694,6 +748,7 @@ export class Daemon {
     const st = this.local.get(key);
     if (!st) return;
     this.local.delete(key);
+    this.rebuildSpinSet();
     st.watcher?.stop();
     if (st.agent && st.agent.exitCode === null) {
       const exited = new Promise((r) => st.agent!.once('exit', r));
@@ -724,6 +779,7 @@ export class Daemon {
       node: this.self.name, podCIDR: this.self.podCIDR, internalIP: this.self.internalIP,
       gateway: u32ToIp(this.routes.gatewayIp), podMtu: this.podMtu, underlayMtu: this.dp.cfg.underlayMtu,
       dataPath: this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames',
+      busyPollMicros: this.opts.busyPollMicros ?? 0,
       nodes: [...this.nodes.values()].map((n) => ({ name: n.name, podCIDR: n.podCIDR, internalIP: n.internalIP, overlay: n.overlay })),
       pods,
       pending: [...this.pods.values()].filter((p) => !p.nodeName).map((p) => `${p.namespace}/${p.name}`),

@@ -41,6 +41,12 @@ export interface Addon {
   /** Close an fd opened by this addon. Closing a non-persistent TAP's fd deletes the device. */
   closeFd(fd: number): void;
   /**
+   * Busy polling: poll(2) `fds` with a zero timeout (sched_yield between rounds) until one is
+   * readable or `budgetMicros` have passed. Returns how many are readable, with ready[i] = 1 for
+   * each of them, or 0 when the budget ran out first. Blocks the JS thread for up to the budget.
+   */
+  spinPoll(fds: Int32Array, ready: Uint8Array, budgetMicros: number): number;
+  /**
    * Read up to `maxFrames` frames from `fd` with one read(2) each, without blocking.
    * Returns the number of frames read (0 when nothing is waiting). A frame longer than its slot
    * (which a TAP would silently cut) is reported with length -1, so it is dropped, never forwarded cut.

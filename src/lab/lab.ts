@@ -30,7 +30,7 @@ const TSX_LOADER = path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs');
 const CLI = path.join(REPO_ROOT, 'src/cli/podwire.ts');
 
 export interface LabNode { name: string; netns: string; underlayIp: string; podCIDR: string; socket: string; log: string; pid?: number; overlay: 'podwire' | 'kernel' }
-export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number; offload?: 'auto' | 'off' }
+export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number; offload?: 'auto' | 'off'; busyPollMicros?: number }
 
 export interface LabUpOptions {
   nodes?: number;
@@ -43,6 +43,8 @@ export interface LabUpOptions {
   servePorts?: boolean;
   /** Super-frame offloads on the daemons' TAPs: 'auto' (default) or 'off' (plain frames). */
   offload?: 'auto' | 'off';
+  /** The daemons' busy-poll budget in microseconds (`--busy-poll`; 0 or absent = off). */
+  busyPollMicros?: number;
   progress?: (line: string) => void;
 }
 
@@ -99,7 +101,7 @@ export async function labUp(o: LabUpOptions = {}): Promise<LabState> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const s: LabState = {
     prefix, dir, nodes: [], underlayNetns: `${prefix}-underlay`, extNetns: `${prefix}-ext`, extIp: '192.168.56.100',
-    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789, offload: o.offload ?? 'auto',
+    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789, offload: o.offload ?? 'auto', busyPollMicros: o.busyPollMicros ?? 0,
   };
   for (let i = 1; i <= count; i++) {
     const name = `node${i}`;
@@ -145,6 +147,7 @@ async function startDaemon(s: LabState, n: LabNode, servePorts: boolean): Promis
     '--admin-socket', n.socket, '--vni', String(s.vni), '--vxlan-port', String(s.vxlanPort), '--underlay-if', 'underlay0',
     '--flow-log', path.join(s.dir, `${n.name}.flows.jsonl`)];
   if (s.offload === 'off') args.push('--offload', 'off');
+  if (s.busyPollMicros) args.push('--busy-poll', String(s.busyPollMicros));
   if (servePorts) args.push('--serve-ports');
   const log = fs.openSync(n.log, 'a');
   const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log], cwd: REPO_ROOT });

@@ -200,7 +200,7 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
   it('exports exactly the documented surface', () => {
     expect(Object.keys(addon).sort()).toEqual(
       ['FdWatcher', 'closeFd', 'enableUdpGro', 'getIfMtu', 'openRawIp', 'openTap', 'openUdp', 'openUdpSender', 'readBatch',
-        'recvBatch', 'recvVxlanBatch', 'sendBatch', 'sendVxlanBatch', 'setOffload', 'stats', 'writeBatch'].sort(),
+        'recvBatch', 'recvVxlanBatch', 'sendBatch', 'sendVxlanBatch', 'setOffload', 'spinPoll', 'stats', 'writeBatch'].sort(),
     );
     expect(tap).toMatchObject({ name: tapName, vnetHdr: false });
     expect(vtap).toMatchObject({ name: vnetName, vnetHdr: true });
@@ -421,6 +421,33 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
     }
     const expected = [...Array(count).keys()].filter((i) => i !== 70 && i !== 100).map((i) => (i === 5 ? -1 : i));
     expect(firsts).toEqual(expected);
+  });
+
+  it('spinPoll: spends its budget when nothing is readable, reports exactly the readable fds, rejects misuse', () => {
+    const a = openLoopbackUdp(), b = openLoopbackUdp(), c = openLoopbackUdp();
+    const fdsArr = Int32Array.of(a.fd, b.fd, c.fd);
+    const ready = new Uint8Array(3).fill(7);
+    // Nothing queued: 0, after at least the budget (2 ms) and not much more.
+    const t0 = process.hrtime.bigint();
+    expect(addon.spinPoll(fdsArr, ready, 2000)).toBe(0);
+    const spentUs = Number(process.hrtime.bigint() - t0) / 1000;
+    expect(spentUs).toBeGreaterThanOrEqual(2000);
+    expect(spentUs).toBeLessThan(500_000);
+    // One datagram to b and one to c: both reported, a not.
+    const slab = Uint8Array.of(1, 2, 3);
+    for (const port of [b.port, c.port]) {
+      expect(addon.sendBatch(a.fd, slab, Uint32Array.of(0), Uint32Array.of(3), Uint32Array.of(LOOPBACK), Uint16Array.of(port), 0, 1)).toBe(1);
+    }
+    expect(addon.spinPoll(fdsArr, ready, 100_000)).toBe(2);
+    expect([...ready]).toEqual([0, 1, 1]);
+    // A negative fd is skipped, as poll(2) does.
+    expect(addon.spinPoll(Int32Array.of(-1, c.fd), ready, 1000)).toBe(1);
+    expect([...ready.subarray(0, 2)]).toEqual([0, 1]);
+    const A = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
+    expect(() => addon.spinPoll(new Int32Array(0), ready, 10)).toThrow(RangeError);
+    expect(() => addon.spinPoll(fdsArr, new Uint8Array(2), 10)).toThrow(RangeError);
+    expect(() => addon.spinPoll(fdsArr, ready, 2e6)).toThrow(RangeError);
+    expect(() => A.spinPoll([a.fd], ready, 10)).toThrow(TypeError);
   });
 
   it('UDP: binding a port in use fails with EADDRINUSE', () => {
