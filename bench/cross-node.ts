@@ -42,7 +42,7 @@ import { pathToFileURL } from 'node:url';
 import { labUp, labApply, labPods, labDown, kernelPodUp, type LabState } from '../src/lab/lab.ts';
 import type { PodObj } from '../src/control/manifests.ts';
 import {
-  uniquePrefix, onCleanup, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measurePing,
+  uniquePrefix, onCleanup, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measureSaturated, measurePing,
   warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows, type Side, type Metric,
 } from './lib.ts';
 import type { BenchOptions } from './same-node.ts';
@@ -122,6 +122,7 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
           await measureTcp(side, r, o.seconds, 1);
           await measureTcp(side, r, o.seconds, 4);
           await measureUdp(side, r, o.seconds, o.udpRate);
+          if (which === 'podwire') await measureSaturated(side, r);
           await measurePing(side, r, 200);
         });
       } finally {
@@ -157,7 +158,7 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
   out.push(table(metricRows(m)));
   out.push('');
   out.push('podwire daemons (from their counters and /proc/<pid>/stat; node1 encapsulates, node2 decapsulates):');
-  out.push(table(daemonRows(r, ['node1', 'node2'], [['udp', 'UDP 64 B'], ['tcp1', 'TCP 1 stream'], ['tcp4', 'TCP 4 streams']])));
+  out.push(table(daemonRows(r, ['node1', 'node2'], [['udp', 'UDP 64 B (iperf3)'], ['gen', '64 B flood (trafgen, 2M frames)'], ['tcp1', 'TCP 1 stream'], ['tcp4', 'TCP 4 streams']])));
   out.push('');
   out.push(`load average at end: ${loadavg()}`);
   for (const note of r.notes) out.push(`note: ${note}`);

@@ -431,6 +431,47 @@ export async function measureUdp(side: Side, r: Results, seconds: number, rate: 
   });
 }
 
+// ------------------------------------------------------------------------------------------------
+// 64-byte frames at saturation: trafgen (netsniff-ng's packet generator) in the client pod
+
+/**
+ * Flood the path with `count` minimal UDP frames (64 bytes on the wire with the FCS: 18 bytes of
+ * payload) from the client pod and measure the daemons while they forward them. iperf3 cannot do
+ * this on 2 cores: its per-datagram cost is higher than a daemon's, so the daemons idle between
+ * small batches. trafgen writes from a packet ring (PF_PACKET TX_RING, no qdisc) and keeps the
+ * daemons' queues full, so their batches are full and "frames per second per core" is what a
+ * saturated daemon does. The frames go to the client's next hop for the server (its MAC from the
+ * client's neighbour table after warmUp's ping): the server pod on one node, the gateway across
+ * nodes. The server pod holds a bound UDP socket on the port that never reads, so what reaches it
+ * is dropped at its receive buffer (a receiver's own cost would land on the daemon that writes
+ * into its TAP). Bounded by count and by a 30 s timeout.
+ */
+export async function measureSaturated(side: Side, r: Results, count = 2_000_000): Promise<void> {
+  await r.attempt(`${side.name} trafgen 64 B`, async () => {
+    const addr = JSON.parse((await nsExec(side.clientNs, ['ip', '-j', 'addr', 'show', 'eth0'], 5_000)).stdout)[0];
+    const srcMac: string = addr.address, srcIp: string = addr.addr_info.find((a: { family: string }) => a.family === 'inet').local;
+    const route = JSON.parse((await nsExec(side.clientNs, ['ip', '-j', 'route', 'get', side.serverIp], 5_000)).stdout)[0];
+    const hop: string = route.gateway ?? side.serverIp;
+    const neigh = JSON.parse((await nsExec(side.clientNs, ['ip', '-j', 'neigh', 'show', hop, 'dev', 'eth0'], 5_000)).stdout)[0];
+    if (!neigh?.lladdr) throw new Error(`no neighbour entry for ${hop} in ${side.clientNs}`);
+    const conf = `{ eth(da=${neigh.lladdr}, sa=${srcMac}), ipv4(saddr=${srcIp}, daddr=${side.serverIp}, ttl=64), udp(sp=40000, dp=9), fill(0x41, 18) }\n`;
+    const sink = spawn('ip', ['netns', 'exec', side.serverNs, 'timeout', '60', 'python3', '-c',
+      "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9)); time.sleep(60)"], { stdio: 'ignore' });
+    try {
+      await new Promise((res) => setTimeout(res, 300));
+      await withDaemons(side, r, 'gen', () => new Promise<void>((resolve, reject) => {
+        const gen = spawn('ip', ['netns', 'exec', side.clientNs, 'timeout', '30', 'trafgen', '-o', 'eth0', '--cpus', '1', '-n', String(count), '-q', '--conf', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+        let err = '';
+        gen.stderr!.on('data', (d) => { err += d; });
+        gen.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`trafgen exited ${code}: ${err.trim()}`))));
+        gen.stdin!.end(conf);
+      }).then(() => new Promise((res) => setTimeout(res, 200))));   // let the daemons drain their queues
+    } finally {
+      sink.kill();
+    }
+  });
+}
+
 export async function measurePing(side: Side, r: Results, count = 200): Promise<void> {
   await r.attempt(`${side.name} ping`, async () => {
     const p = await pingRtt(side.clientNs, side.serverIp, count, 0.01);

@@ -22,10 +22,12 @@
  *   the default data path, and with daemons started with --busy-poll, whose TCP figure shows what
  *   the spinning costs); and
  *   ≥ 600k 64-byte frames forwarded per second per core by a daemon. That last figure comes from the
- *   daemons' own counters and CPU time during the 64 B UDP tests: frames forwarded ÷ (utime+stime),
- *   i.e. frames/s ÷ cores used, whose inverse is the CPU per frame printed beside it. The UDP sender
- *   (iperf3 on the same 2 cores) rarely saturates a daemon, so batches are small and this per-frame
- *   cost is an upper bound of what a loaded daemon pays (frames per batch are in the bench tables).
+ *   daemons' own counters and CPU time while trafgen floods the path with 2 million 64-byte frames:
+ *   frames forwarded ÷ (utime+stime), i.e. frames/s ÷ cores used, whose inverse is the CPU per frame
+ *   printed beside it. The same figure under iperf3's 64 B UDP test is printed below it: iperf3 on
+ *   the same 2 cores rarely saturates a daemon, so its batches are small and the per-frame cost
+ *   higher (frames per batch are in the bench tables). Either way the CPU a daemon is charged
+ *   includes the receiving pod's kernel work, which runs inside the daemon's write to its TAP.
  *   The podwire/OVS ratio uses the podwire runs of bench/ovs.ts (interleaved with OVS's), not those of
  *   bench/cross-node.ts.
  *
@@ -114,13 +116,17 @@ function summary(): string {
   rows.push([`  TCP 1 stream with --busy-poll ${BUSY_POLL_MICROS} (Gbit/s)`, fmt(bpt), fmt(xk), '-', fmt(bpt / xk, 3), '-', '-', '']);
   // 64 B frames per core: frames forwarded per CPU-second of the daemon (= frames/s ÷ cores used).
   const perCore = (r: Results, key: string): [number, number] => { const us = med(r, key); return [1e3 / us, us]; };
-  for (const [label, r, key] of [
-    ['cross-node, node1 (encap)', R.cross, 'podwire:udp:node1:us'],
-    ['cross-node, node2 (decap)', R.cross, 'podwire:udp:node2:us'],
-    ['same node', R.same, 'podwire:udp:node1:us'],
+  for (const [label, r, node] of [
+    ['cross-node, node1 (encap)', R.cross, 'node1'],
+    ['cross-node, node2 (decap)', R.cross, 'node2'],
+    ['same node', R.same, 'node1'],
   ] as const) {
-    const [k, us] = perCore(r, key);
-    rows.push([`64 B frames/s per core, ${label} (k)`, `${fmt(k, 0)} (${fmt(us, 2)} µs/frame)`, '-', '-', '-', '-', '>=600k (<=1.67 µs)', met(atLeast(k, 600))]);
+    // Saturated (trafgen keeps the daemon's queues full): the figure the goal is about.
+    const [k, us] = perCore(r, `podwire:gen:${node}:us`);
+    rows.push([`64 B frames/s per core, ${label}, saturated (k)`, `${fmt(k, 0)} (${fmt(us, 2)} µs/frame)`, '-', '-', '-', '-', '>=600k (<=1.67 µs)', met(atLeast(k, 600))]);
+    // Under iperf3 (small batches: the daemon idles between them), for comparison with earlier runs.
+    const [ki, usi] = perCore(r, `podwire:udp:${node}:us`);
+    rows.push([`  same under iperf3 -u -l 64 (k)`, `${fmt(ki, 0)} (${fmt(usi, 2)} µs/frame)`, '-', '-', '-', '-', '-', '']);
   }
   const notes = [
     `ratios to 3 decimals ("met" is decided on the unrounded values); podwire/OVS uses bench/ovs.ts's own podwire runs (TCP ${fmt(op)} Gbit/s, ping p50 ${fmt(opp, 0)} µs), interleaved with OVS's`,

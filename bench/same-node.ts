@@ -33,7 +33,7 @@ import { pathToFileURL } from 'node:url';
 import { labUp, labApply, labPods, labDown, type LabState } from '../src/lab/lab.ts';
 import {
   uniquePrefix, onCleanup, installSignalHandlers, sweepNetns, ipIn, must, findDaemonPid, Results, progress,
-  measureTcp, measureUdp, warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows,
+  measureTcp, measureUdp, measureSaturated, warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows,
   type Side, type Metric,
 } from './lib.ts';
 
@@ -102,6 +102,7 @@ export async function sameNode(o: BenchOptions, r = new Results()): Promise<stri
         progress(`same-node run ${run}/${o.runs}: ${side.name}`);
         await measureTcp(side, r, o.seconds, 1);
         await measureUdp(side, r, o.seconds, o.udpRate);
+        if (side === pw) await measureSaturated(side, r);
       }
     }
   } finally {
@@ -130,7 +131,7 @@ export async function sameNode(o: BenchOptions, r = new Results()): Promise<stri
   out.push(table(metricRows(m)));
   out.push('');
   out.push('podwire daemon (from its counters and /proc/<pid>/stat):');
-  out.push(table(daemonRows(r, ['node1'], [['udp', 'UDP 64 B'], ['tcp1', 'TCP 1 stream']])));
+  out.push(table(daemonRows(r, ['node1'], [['udp', 'UDP 64 B (iperf3)'], ['gen', '64 B flood (trafgen, 2M frames)'], ['tcp1', 'TCP 1 stream']])));
   out.push('');
   out.push(`load average at end: ${loadavg()}`);
   for (const note of r.notes) out.push(`note: ${note}`);
