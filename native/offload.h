@@ -488,6 +488,101 @@ inline uint32_t RunFinish(const Run& r) {
   return r.len;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The UDP-tunnel GSO path (Linux >= 6.17): the kernel segments VXLAN super-frames itself
+// ---------------------------------------------------------------------------------------------
+//
+// A TAP whose virtio-net header is the 24-byte virtio_net_hdr_v1_hash_tunnel accepts frames with
+// gso_type UDP_TUNNEL_IPV4 | TCPV4: a whole VXLAN packet whose inner TCP packet is a super-frame.
+// The kernel takes it as one skb (SKB_GSO_UDP_TUNNEL), routes it to the underlay like any packet
+// it forwards, and cuts it into MSS-sized VXLAN datagrams only where something needs them cut (a
+// real NIC, a socket that cannot take it whole), computing each inner TCP checksum on the way.
+// Between namespaces it is never cut: the receiving daemon's UDP socket gets the VXLAN packet
+// whole, and so does a Linux VXLAN device, which is how two Linux VXLAN nodes talk on one host.
+//
+//   written to the TAP:
+//   [ virtio_net_hdr_v1_hash_tunnel 24 ][ Eth 14 ][ IPv4 20 ][ UDP 8 ][ VXLAN 8 ][ inner frame ]
+//     flags NEEDS_CSUM, gso_type 0x21,    '-- outer_th_offset = 34    '-- inner_nh_offset = 64
+//     csum_start = inner TCP header,      (offsets from the start of the Ethernet frame)
+//     gso_size = the inner MSS
+//
+//   virtio_net_hdr_v1_hash_tunnel (include/uapi/linux/virtio_net.h), little-endian fields:
+//     0 flags | 1 gso_type | 2 hdr_len | 4 gso_size | 6 csum_start | 8 csum_offset | 10 num_buffers
+//     12 hash_value (32) | 16 hash_report | 18 padding | 20 outer_th_offset | 22 inner_nh_offset
+
+constexpr uint32_t kVnetTunnelLen = 24;
+constexpr uint8_t kGsoUdpTunnelV4 = 0x20;       // VIRTIO_NET_HDR_GSO_UDP_TUNNEL_IPV4
+constexpr uint32_t kTunFUdpTunnelGso = 0x80;    // TUN_F_UDP_TUNNEL_GSO (if_tun.h)
+constexpr uint32_t kOuterLen = kEthLen + 20 + 8 + kVxlanLen;  // 50: what VXLAN adds
+
+// Fill hdr[0, kVnetTunnelLen + kOuterLen) for the inner frame f (flen bytes, a TCPV4 super-frame
+// described by vh) sent from srcAddr to dstAddr (host order) on UDP srcPort -> dstPort. The
+// outer Ethernet destination is the TAP's own address, so the kernel takes the frame as its own
+// to route. Returns false when the outer IPv4 packet would exceed 65535 bytes.
+inline bool BuildTunnelHeader(uint8_t* hdr, const VnetView& vh, const uint8_t* f, uint32_t flen,
+                              const uint8_t* vxlan, const uint8_t tapMac[6], uint32_t srcAddr,
+                              uint32_t dstAddr, uint16_t srcPort, uint16_t dstPort, uint16_t ipId) {
+  const uint32_t ipLen = 20 + 8 + kVxlanLen + flen;
+  if (ipLen > 65535 || vh.csumStart < kEthLen + 20 || vh.csumStart + 20u > flen) return false;
+  const uint32_t thl = (f[vh.csumStart + 12] >> 4) * 4u;
+  const uint32_t innerTh = 50 + vh.csumStart;
+  memset(hdr, 0, kVnetTunnelLen);
+  hdr[0] = kVnetFNeedsCsum;
+  hdr[1] = static_cast<uint8_t>(kGsoUdpTunnelV4 | kGsoTcpV4 | (vh.gsoType & kGsoEcn));
+  StoreHost16(hdr + 2, static_cast<uint16_t>(innerTh + thl));
+  StoreHost16(hdr + 4, vh.gsoSize);
+  StoreHost16(hdr + 6, static_cast<uint16_t>(innerTh));
+  StoreHost16(hdr + 8, 16);                                  // TCP checksum field
+  StoreHost16(hdr + 20, kEthLen + 20);                       // outer UDP header
+  StoreHost16(hdr + 22, kEthLen + 20 + 8 + kVxlanLen + kEthLen);  // inner IPv4 header
+  uint8_t* e = hdr + kVnetTunnelLen;
+  memcpy(e, tapMac, 6);
+  memcpy(e + 6, tapMac, 6);
+  e[6] ^= 0x02;                                              // a different, locally administered source
+  e[12] = 0x08;
+  e[13] = 0x00;
+  uint8_t* ip = e + kEthLen;
+  ip[0] = 0x45;
+  ip[1] = 0;
+  PutBe16(ip + 2, ipLen);
+  PutBe16(ip + 4, ipId);
+  PutBe16(ip + 6, 0);                                        // DF clear, as Linux VXLAN sends
+  ip[8] = 64;
+  ip[9] = 17;
+  PutBe16(ip + 10, 0);
+  PutBe32(ip + 12, srcAddr);
+  PutBe32(ip + 16, dstAddr);
+  StoreHost16(ip + 10, static_cast<uint16_t>(~CsumFold(CsumAdd(ip, 20, 0))));
+  uint8_t* udp = ip + 20;
+  PutBe16(udp, srcPort);
+  PutBe16(udp + 2, dstPort);
+  PutBe16(udp + 4, 8 + kVxlanLen + flen);
+  PutBe16(udp + 6, 0);                                       // no outer checksum (RFC 7348 5)
+  memcpy(udp + 8, vxlan, kVxlanLen);
+  return true;
+}
+
+// Is the inner frame f[0, len) of a received VXLAN datagram one whole TCP/IPv4 super-packet (what
+// the tunnel path above sends; UDP_GRO reports no segment size for it)? True when the IPv4 total
+// length says exactly len - 14 and exceeds innerMtu, the most a single packet may carry. Then
+// *gsoSize is the MSS that innerMtu allows with these headers (what GRO would have recorded), and
+// *csumStart/*hdrLen locate the TCP header for the virtio-net header of the super-frame.
+inline bool InspectTcp4Super(const uint8_t* f, uint32_t len, uint32_t innerMtu, uint16_t* gsoSize,
+                             uint16_t* csumStart, uint16_t* hdrLen) {
+  if (innerMtu == 0 || len < kEthLen + 40 || Be16(f + 12) != 0x0800) return false;
+  const uint8_t* ip = f + kEthLen;
+  const uint32_t ihl = (ip[0] & 0x0f) * 4u;
+  if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || (Be16(ip + 6) & 0x3fff) != 0) return false;
+  const uint32_t total = Be16(ip + 2);
+  if (total + kEthLen != len || total <= innerMtu || ihl + 20 > total) return false;
+  const uint32_t thl = (ip[ihl + 12] >> 4) * 4u;
+  if (thl < 20 || ihl + thl >= total || ihl + thl >= innerMtu) return false;
+  *gsoSize = static_cast<uint16_t>(innerMtu - ihl - thl);
+  *csumStart = static_cast<uint16_t>(kEthLen + ihl);
+  *hdrLen = static_cast<uint16_t>(kEthLen + ihl + thl);
+  return true;
+}
+
 }  // namespace podwire
 
 #endif  // PODWIRE_NATIVE_OFFLOAD_H_

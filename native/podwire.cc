@@ -351,6 +351,47 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// openTunnelTap(name) -> {fd, name, mac}
+// A TAP for the UDP-tunnel GSO path (offload.h): 24-byte virtio_net_hdr_v1_hash_tunnel headers,
+// and TUNSETOFFLOAD with TUN_F_UDP_TUNNEL_GSO, which kernels before 6.17 refuse with EINVAL (the
+// caller then keeps segmenting in userspace). Write-only by design: nothing routes to it, so
+// nothing is ever read from it. `mac` is the device's address as 12 hex digits.
+Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return ThrowType(env, "openTunnelTap: name must be a string");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  std::string what = "openTunnelTap(" + name + ")";
+  if (name.size() >= IFNAMSIZ || name.find('\0') != std::string::npos) {
+    return ThrowErrno(env, what, EINVAL, "interface names are at most 15 bytes, without NUL");
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return ThrowErrno(env, what, errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  int hdrSize = podwire::kVnetTunnelLen;
+  unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | podwire::kTunFUdpTunnelGso;
+  const char* step = nullptr;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) step = "TUNSETIFF";
+  else if (ioctl(fd, TUNSETVNETHDRSZ, &hdrSize) < 0) step = "TUNSETVNETHDRSZ 24";
+  else if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) step = "TUNSETOFFLOAD UDP_TUNNEL_GSO";
+  else if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) step = "SIOCGIFHWADDR";
+  if (step != nullptr) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, what, err, step);
+  }
+  char mac[13];
+  const uint8_t* a = reinterpret_cast<const uint8_t*>(ifr.ifr_hwaddr.sa_data);
+  snprintf(mac, sizeof mac, "%02x%02x%02x%02x%02x%02x", a[0], a[1], a[2], a[3], a[4], a[5]);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", Napi::Number::New(env, fd));
+  result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
+  result.Set("mac", Napi::String::New(env, mac));
+  return result;
+}
+
 void ForgetRecvContext(int fd);  // recvVxlanBatch's pending datagrams, below
 
 // closeFd(fd): close(2). EINTR is success on Linux (the fd is gone either way).
@@ -844,6 +885,9 @@ Napi::Value OpenUdpSender(const Napi::CallbackInfo& info) {
 // Counters of the super-frame paths (process-wide, added to once per call).
 std::atomic<uint64_t> g_vxlanSegments{0};     // segments cut from super-frames and sent
 std::atomic<uint64_t> g_vxlanGsoSends{0};     // sendmsg(UDP_SEGMENT) calls that succeeded
+std::atomic<uint64_t> g_vxlanTunnelSends{0};    // super-frames handed whole to the kernel (tunnel TAP)
+std::atomic<uint64_t> g_vxlanTunnelRecv{0};     // whole inner super-packets received
+std::atomic<bool> g_tunnelOff{false};           // the kernel refused a tunnel write: stop trying
 std::atomic<uint64_t> g_vxlanPlainGsoSends{0};       // runs of single datagrams sent as one
 std::atomic<uint64_t> g_vxlanPlainGsoDatagrams{0};   // the datagrams in those runs
 std::atomic<uint64_t> g_vxlanSuperFrames{0};  // super-frames built from received segments
@@ -912,7 +956,45 @@ struct VxlanTx {
   int batchFd = -1;
   // Tallies, added to the global counters at the end of the call.
   uint64_t errors = 0, segments = 0, gsoSends = 0, plainGsoSends = 0, plainGsoDatagrams = 0;
+  uint64_t tunnelSends = 0;
+  // The UDP-tunnel GSO path: a TAP to write whole VXLAN super-frames to (-1: none), this node's
+  // underlay address and the TAP's MAC (the outer Ethernet destination).
+  int tunnelFd = -1;
+  uint32_t srcAddr = 0;
+  uint8_t tapMac[6];
 };
+
+// Scratch for one tunnel write: [virtio_net_hdr_v1_hash_tunnel][outer Eth|IPv4|UDP|VXLAN].
+thread_local uint8_t t_tunnelHdr[podwire::kVnetTunnelLen + podwire::kOuterLen];
+thread_local uint16_t t_tunnelIpId = 0;
+
+// Write one TCPV4 super-frame whole to the tunnel TAP (see offload.h). Returns false if the frame
+// does not qualify (outer packet > 64 KiB, odd headers) or the kernel refused it (then the path is
+// given up for the process); the caller then segments it itself.
+bool SendTunnel(VxlanTx* tx, const podwire::VnetView& vh, const uint8_t* frame, uint32_t flen,
+                uint32_t dstAddr, uint32_t hash) {
+  // Outer source port from the inner flow's hash, in the ephemeral range, as Linux picks it.
+  const uint16_t srcPort = static_cast<uint16_t>(49152 + (hash & 0x3fff));
+  if (!podwire::BuildTunnelHeader(t_tunnelHdr + 0, vh, frame, flen, tx->vxlan, tx->tapMac,
+                                  tx->srcAddr, dstAddr, srcPort, tx->dstPort, t_tunnelIpId++)) {
+    return false;
+  }
+  struct iovec iov[2];
+  iov[0].iov_base = t_tunnelHdr;
+  iov[0].iov_len = sizeof t_tunnelHdr;
+  iov[1].iov_base = const_cast<uint8_t*>(frame);
+  iov[1].iov_len = flen;
+  ssize_t r;
+  do {
+    r = writev(tx->tunnelFd, iov, 2);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    g_tunnelOff.store(true, std::memory_order_relaxed);
+    return false;
+  }
+  tx->tunnelSends++;
+  return true;
+}
 
 void SetMsg(unsigned j, struct iovec* iov, size_t iovlen, struct sockaddr_in* dst) {
   struct msghdr& h = t_msgs[j].msg_hdr;
@@ -1158,12 +1240,26 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
       !ArgUint(info, 9, fn, "dstPort", 65535.0, &dstPort)) {
     return env.Undefined();
   }
+  VxlanTx tx;
+  if (info.Length() > 10 && !info[10].IsUndefined()) {
+    // Optional: tunnelFd, srcAddr, tapMac (Uint8Array of 6) for the UDP-tunnel GSO path.
+    uint8_t* mac;
+    size_t macLen;
+    uint32_t tfd;
+    if (!ArgUint(info, 10, fn, "tunnelFd", 2147483647.0, &tfd) ||
+        !ArgUint(info, 11, fn, "srcAddr", 4294967295.0, &tx.srcAddr) ||
+        !ArgTyped(info, 12, fn, "tapMac", napi_uint8_array, "Uint8Array", &mac, &macLen)) {
+      return env.Undefined();
+    }
+    if (macLen != 6) return ThrowRange(env, "sendVxlanBatch: tapMac must hold 6 bytes");
+    memcpy(tx.tapMac, mac, 6);
+    tx.tunnelFd = static_cast<int>(tfd);
+  }
   if (fdsLen == 0) return ThrowRange(env, "sendVxlanBatch: fds is empty");
   for (size_t j = 0; j < fdsLen; j++) {
     if (fds[j] < 0) return ThrowRange(env, "sendVxlanBatch: fds holds a negative fd");
   }
 
-  VxlanTx tx;
   tx.fds = fds;
   tx.nfds = static_cast<uint32_t>(fdsLen);
   tx.dstPort = static_cast<uint16_t>(dstPort);
@@ -1250,6 +1346,11 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
       stopped = true;
       break;
     }
+    if (tx.tunnelFd >= 0 && (gsoType == podwire::kGsoTcpV4) &&
+        (vh.flags & podwire::kVnetFNeedsCsum) && !g_tunnelOff.load(std::memory_order_relaxed) &&
+        SendTunnel(&tx, vh, frame, flen, dstAddrs[idx], hashes[idx])) {
+      continue;
+    }
     podwire::SegPlan plan;
     if (!podwire::PlanSegments(frame, flen, gsoType, vh.gsoSize, &plan) ||
         podwire::kVxlanLen + plan.hl + (plan.nseg > 1 ? plan.mss : plan.pay) > kMaxUdpPayload) {
@@ -1272,6 +1373,7 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
   g_sendErrors.fetch_add(tx.errors, std::memory_order_relaxed);
   g_vxlanSegments.fetch_add(tx.segments, std::memory_order_relaxed);
   g_vxlanGsoSends.fetch_add(tx.gsoSends, std::memory_order_relaxed);
+  g_vxlanTunnelSends.fetch_add(tx.tunnelSends, std::memory_order_relaxed);
   g_vxlanPlainGsoSends.fetch_add(tx.plainGsoSends, std::memory_order_relaxed);
   g_vxlanPlainGsoDatagrams.fetch_add(tx.plainGsoDatagrams, std::memory_order_relaxed);
   return Napi::Number::New(env, stopped ? stopAt : count);
@@ -1364,11 +1466,14 @@ void ForgetRecvContext(int fd) {
   }
 }
 
-// recvVxlanBatch(fd, buf, firstSlot, slotSize, headroom, maxFrames, lens, srcAddrs) -> slots used
+// recvVxlanBatch(fd, buf, firstSlot, slotSize, headroom, maxFrames, lens, srcAddrs[, innerMtu])
+//   -> slots used
 // See the layout above. lens[i] is 8 + 12 + the inner frame's length, or -1 for a datagram that
 // was dropped (longer than the slot, truncated, or too short to hold VXLAN + Ethernet); srcAddrs[i]
 // is the underlay sender (host-order IPv4). The vnet header says:
-//   * {NEEDS_CSUM, TCPV4, hdr_len, gso_size, csum_start, csum_offset 16}: a coalesced super-frame;
+//   * {NEEDS_CSUM, TCPV4, hdr_len, gso_size, csum_start, csum_offset 16}: a coalesced super-frame,
+//     or (with innerMtu) a datagram that carried one whole TCP super-packet, gso_size then being
+//     the MSS innerMtu allows;
 //   * {DATA_VALID}: an IPv4/TCP segment passed alone whose checksums were verified;
 //   * all zero: anything else, including a TCP segment whose checksum is wrong.
 Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
@@ -1387,6 +1492,10 @@ Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
       !ArgTyped(info, 6, fn, "lens", napi_int32_array, "Int32Array", &lens, &lensLen) ||
       !ArgTyped(info, 7, fn, "srcAddrs", napi_uint32_array, "Uint32Array", &srcAddrs,
                 &addrsLen)) {
+    return env.Undefined();
+  }
+  uint32_t innerMtu = 0;  // optional: the most one inner packet may carry (see InspectTcp4Super)
+  if (info.Length() > 8 && !info[8].IsUndefined() && !ArgUint(info, 8, fn, "innerMtu", 65535.0, &innerMtu)) {
     return env.Undefined();
   }
   if (s.maxFrames > lensLen || s.maxFrames > addrsLen) {
@@ -1408,7 +1517,7 @@ Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
   podwire::Run run;
   bool runOpen = false;
   uint32_t runSlot = 0;
-  uint64_t superFrames = 0, coalesced = 0, csumErrors = 0;
+  uint64_t superFrames = 0, coalesced = 0, csumErrors = 0, tunnelRecv = 0;
 
   auto finishRun = [&]() {
     uint32_t flen = podwire::RunFinish(run);
@@ -1484,6 +1593,26 @@ Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
     const bool bad = ctx->trunc[j] || dlen < kVxlanLen + podwire::kEthLen;
     const uint8_t* inner = d + kVxlanLen;
     const uint32_t innerLen = bad ? 0 : dlen - kVxlanLen;
+    // A whole inner super-packet (the sender's kernel did not cut it: the UDP-tunnel GSO path)
+    // goes to its own slot as a super-frame, its checksum still to be completed (NEEDS_CSUM).
+    uint16_t superGso = 0, superCsumStart = 0, superHdrLen = 0;
+    if (!bad && ctx->gso[j] == 0 && innerLen <= frameRoom &&
+        podwire::InspectTcp4Super(inner, innerLen, innerMtu, &superGso, &superCsumStart, &superHdrLen)) {
+      if (runOpen) finishRun();
+      if (produced >= s.maxFrames) break;
+      uint8_t* slot = buf + (static_cast<size_t>(s.firstSlot) + produced) * s.slotSize + s.headroom;
+      srcAddrs[produced] = src;
+      memcpy(slot, d, kVxlanLen);
+      memcpy(slot + kVxlanLen + kVnetLen, inner, innerLen);
+      podwire::WriteVnet(slot + kVxlanLen, podwire::kVnetFNeedsCsum, podwire::kGsoTcpV4,
+                         superHdrLen, superGso, superCsumStart, 16);
+      lens[produced] = static_cast<int32_t>(kVxlanLen + kVnetLen + innerLen);
+      produced++;
+      tunnelRecv++;
+      ctx->cur++;
+      ctx->off = 0;
+      continue;
+    }
     podwire::TcpSeg seg;
     const bool tcp = !bad && podwire::InspectTcp4(inner, innerLen, &seg);
     if (tcp && !seg.csumOk) csumErrors++;
@@ -1537,6 +1666,7 @@ Napi::Value RecvVxlanBatch(const Napi::CallbackInfo& info) {
   g_vxlanSuperFrames.fetch_add(superFrames, std::memory_order_relaxed);
   g_vxlanCoalesced.fetch_add(coalesced, std::memory_order_relaxed);
   g_vxlanCsumErrors.fetch_add(csumErrors, std::memory_order_relaxed);
+  g_vxlanTunnelRecv.fetch_add(tunnelRecv, std::memory_order_relaxed);
   return Napi::Number::New(env, produced);
 }
 
@@ -1552,6 +1682,9 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   set("sendErrors", g_sendErrors);
   set("vxlanSegments", g_vxlanSegments);
   set("vxlanGsoSends", g_vxlanGsoSends);
+  set("vxlanTunnelSends", g_vxlanTunnelSends);
+  set("vxlanTunnelReceived", g_vxlanTunnelRecv);
+  o.Set("udpTunnelGso", Napi::Boolean::New(env, !g_tunnelOff.load(std::memory_order_relaxed)));
   set("vxlanPlainGsoSends", g_vxlanPlainGsoSends);
   set("vxlanPlainGsoDatagrams", g_vxlanPlainGsoDatagrams);
   set("vxlanSuperFrames", g_vxlanSuperFrames);
@@ -1758,6 +1891,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getIfMtu", Napi::Function::New<GetIfMtu>(env, "getIfMtu"));
   exports.Set("enableUdpGro", Napi::Function::New<EnableUdpGro>(env, "enableUdpGro"));
   exports.Set("openUdpSender", Napi::Function::New<OpenUdpSender>(env, "openUdpSender"));
+  exports.Set("openTunnelTap", Napi::Function::New<OpenTunnelTap>(env, "openTunnelTap"));
   exports.Set("spinPoll", Napi::Function::New<SpinPoll>(env, "spinPoll"));
   exports.Set("sendVxlanBatch", Napi::Function::New<SendVxlanBatch>(env, "sendVxlanBatch"));
   exports.Set("recvVxlanBatch", Napi::Function::New<RecvVxlanBatch>(env, "recvVxlanBatch"));

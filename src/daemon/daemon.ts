@@ -80,6 +80,15 @@ export interface DaemonOptions {
    * sleeping in epoll (0 = never). Trades idle CPU for latency; see `busyPoll()`.
    */
   busyPollMicros?: number;
+  /**
+   * The UDP-tunnel GSO path: 'auto' (default) writes TCP super-frames for other nodes whole into a
+   * tunnel TAP (`tunnelIf`) when the kernel supports it (Linux >= 6.17), and the kernel segments
+   * them; 'off' always segments in the addon. The node must forward (ip_forward, no FORWARD drop
+   * for the underlay traffic): the packets enter the node's stack from the TAP and are routed out.
+   */
+  tunnelGso?: 'auto' | 'off';
+  /** Name of that TAP (default `podwire-gso`). */
+  tunnelIf?: string;
   log?: (line: string) => void;
 }
 
@@ -137,6 +146,9 @@ export class Daemon {
   vnet = false;
   /** UDP sockets sending VXLAN in super-frame mode (the flow hash picks one: outer source-port entropy). */
   private udpSenders: Int32Array = new Int32Array(0);
+  /** The tunnel TAP (-1: none) and its MAC, the outer Ethernet destination of what we write to it. */
+  private tunnelFd = -1;
+  private tunnelMac = new Uint8Array(6);
   private udpFd = -1;
   private rawFd = -1;
   private watchers: { stop(): void }[] = [];
@@ -202,6 +214,7 @@ export class Daemon {
     if (this.vnet) {
       this.udpSenders = this.addon.openUdpSender(selfIp, 0, 16);
       this.addon.enableUdpGro(this.udpFd);
+      if (this.opts.tunnelGso !== 'off') await this.openTunnelTap();
     }
     this.ports.attach(PortKind.Overlay, this.rawFd, 0, 0, selfIp, 'overlay', OVERLAY_PORT);
     const uw = new this.addon.FdWatcher(this.udpFd, () => { this.onOverlayReadable(); this.busyPoll(); });
@@ -228,7 +241,9 @@ export class Daemon {
     this.timers.push(setInterval(() => this.ct.gc(Date.now(), 4096), 100));
     this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
     await this.listen();
-    this.log(`data path: ${this.vnet ? 'super-frames (virtio-net header, checksum + TSO offloads; VXLAN segmentation with UDP_SEGMENT, coalescing with UDP_GRO)' : 'plain frames (no offloads)'}`);
+    this.log(`data path: ${!this.vnet ? 'plain frames (no offloads)'
+      : this.tunnelFd >= 0 ? `super-frames (virtio-net header, checksum + TSO offloads; VXLAN super-frames written whole to ${this.opts.tunnelIf ?? 'podwire-gso'} and segmented by the kernel (UDP-tunnel GSO), received whole or coalesced from UDP_GRO)`
+        : 'super-frames (virtio-net header, checksum + TSO offloads; VXLAN segmentation with UDP_SEGMENT, coalescing with UDP_GRO)'}`);
     const bp = this.opts.busyPollMicros ?? 0;
     this.log(bp > 0 ? `busy polling: after traffic, every data fd is polled for ${bp} µs before sleeping (lower latency, CPU spent while idle)` : 'busy polling: off (the data path sleeps in epoll between batches)');
     this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
@@ -275,6 +290,34 @@ export class Daemon {
 
 
 
+  /**
+   * The UDP-tunnel GSO path (see DaemonOptions.tunnelGso): a TAP that only ever gets written to.
+   * What comes in through it is a VXLAN packet from this node's own underlay address, so the TAP
+   * must accept a local source (accept_local, no reverse-path filter) and the node must forward.
+   * Without kernel support the addon throws and super-frames are segmented in the addon.
+   */
+  private async openTunnelTap(): Promise<void> {
+    const name = this.opts.tunnelIf ?? 'podwire-gso';
+    let tap: { fd: number; mac: string };
+    try {
+      tap = this.addon.openTunnelTap(name);
+    } catch (e) {
+      this.log(`UDP-tunnel GSO: not available (${(e as Error).message}); super-frames are segmented by the addon`);
+      return;
+    }
+    try {
+      await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${name}.rp_filter=0`,
+        `net.ipv4.conf.${name}.accept_local=1`, `net.ipv6.conf.${name}.disable_ipv6=1`]);
+      await run('ip', ['link', 'set', 'dev', name, 'up']);
+    } catch (e) {
+      this.addon.closeFd(tap.fd);
+      this.log(`UDP-tunnel GSO: ${name} could not be set up (${(e as Error).message.split('\n')[0]}); super-frames are segmented by the addon`);
+      return;
+    }
+    this.tunnelFd = tap.fd;
+    for (let i = 0; i < 6; i++) this.tunnelMac[i] = parseInt(tap.mac.slice(2 * i, 2 * i + 2), 16);
+  }
+
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
   get podMtu(): number { return this.dp.cfg.underlayMtu - VXLAN_MTU_OVERHEAD; }
 
@@ -286,7 +329,8 @@ export class Daemon {
     for (const w of this.watchers) w.stop();
     this.watchers = [];
     this.spinFds = new Int32Array(0);
-    for (const fd of [this.hostFd, this.udpFd, this.rawFd, ...this.udpSenders]) if (fd >= 0) this.addon.closeFd(fd);
+    for (const fd of [this.hostFd, this.udpFd, this.rawFd, this.tunnelFd, ...this.udpSenders]) if (fd >= 0) this.addon.closeFd(fd);
+    this.tunnelFd = -1;
     this.udpSenders = new Int32Array(0);
     if (this.nodePortsSteered) {
       await run('nft', ['delete', 'table', 'ip', 'podwire']).catch(() => undefined);
@@ -342,7 +386,7 @@ export class Daemon {
       let n: number;
       try {
         n = this.vnet
-          ? this.addon.recvVxlanBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs)
+          ? this.addon.recvVxlanBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs, this.podMtu)
           : this.addon.recvBatch(this.udpFd, slab.u8, 0, SLOT_SIZE, HEADROOM, BATCH_MAX, slab.lens, slab.srcAddrs, slab.srcPorts);
       } catch (e) {
         this.log(`overlay receive: ${(e as Error).message}`);
@@ -418,7 +462,9 @@ export class Daemon {
       }
       const done = p === OVERLAY_PORT
         ? (this.vnet
-          ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort)
+          ? (this.tunnelFd >= 0
+            ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort, this.tunnelFd, this.routes.selfUnderlayIp, this.tunnelMac)
+            : this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort))
           : this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n))
         : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
       c.txPackets[p] += done;
@@ -779,6 +825,7 @@ export class Daemon {
       node: this.self.name, podCIDR: this.self.podCIDR, internalIP: this.self.internalIP,
       gateway: u32ToIp(this.routes.gatewayIp), podMtu: this.podMtu, underlayMtu: this.dp.cfg.underlayMtu,
       dataPath: this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames',
+      overlaySegmentation: !this.vnet ? 'none (plain frames)' : this.tunnelFd >= 0 ? 'kernel (UDP-tunnel GSO through a TAP)' : 'addon (UDP_SEGMENT)',
       busyPollMicros: this.opts.busyPollMicros ?? 0,
       nodes: [...this.nodes.values()].map((n) => ({ name: n.name, podCIDR: n.podCIDR, internalIP: n.internalIP, overlay: n.overlay })),
       pods,

@@ -5,7 +5,7 @@
  *                  [--vxlan-port 4789] [--netns-prefix pw-] [--admin-socket /run/podwire/node1.sock]
  *                  [--serve-ports] [--host-if podwire0] [--underlay-if eth1] [--flow-log FILE|-]
  *                  [--metrics-addr 127.0.0.1:9402] [--offload auto|off]
- *                  [--busy-poll MICROSECONDS]
+ *                  [--busy-poll MICROSECONDS] [--tunnel-gso auto|off]
  *
  * The manifests must include this node's Node object (its pod CIDR and underlay address); other Node
  * objects make the rest of the cluster known. SIGTERM/SIGINT remove every pod this daemon created.
@@ -39,6 +39,7 @@ export async function daemonMain(argv: string[]): Promise<void> {
       'metrics-addr': { type: 'string' },
       offload: { type: 'string', default: 'auto' },
       'busy-poll': { type: 'string', default: '0' },
+      'tunnel-gso': { type: 'string', default: 'auto' },
     },
     strict: true,
   });
@@ -48,6 +49,7 @@ export async function daemonMain(argv: string[]): Promise<void> {
   if (!Number.isInteger(vni) || vni < 0 || vni > 0xffffff) throw new Error(`--vni ${values.vni}: must be an integer 0..16777215`);
   if (!Number.isInteger(vxlanPort) || vxlanPort < 1 || vxlanPort > 65535) throw new Error(`--vxlan-port ${values['vxlan-port']}: must be 1..65535`);
   if (values.offload !== 'auto' && values.offload !== 'off') throw new Error(`--offload ${values.offload}: must be auto or off`);
+  if (values['tunnel-gso'] !== 'auto' && values['tunnel-gso'] !== 'off') throw new Error(`--tunnel-gso ${values['tunnel-gso']}: must be auto or off`);
   const busyPollMicros = Number(values['busy-poll']);
   if (!Number.isInteger(busyPollMicros) || busyPollMicros < 0 || busyPollMicros > 100_000) throw new Error(`--busy-poll ${values['busy-poll']}: must be an integer number of microseconds, 0..100000 (0 = off)`);
   const manifestText = values.manifests.map((f) => fs.readFileSync(f, 'utf8')).join('\n---\n');
@@ -56,7 +58,7 @@ export async function daemonMain(argv: string[]): Promise<void> {
     netnsPrefix: values['netns-prefix']!, adminSocket: values['admin-socket'] ?? `/run/podwire/${values.node}.sock`,
     servePorts: values['serve-ports']!, hostIf: values['host-if']!, underlayIf: values['underlay-if'],
     flowLog: values['flow-log'], metricsAddr: values['metrics-addr'],
-    offload: values.offload, busyPollMicros,
+    offload: values.offload, busyPollMicros, tunnelGso: values['tunnel-gso'],
   });
   let stopping = false;
   const stop = async (sig: string) => {

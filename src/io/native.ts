@@ -145,10 +145,22 @@ export interface Addon {
    * fewer than `count` means the socket buffer is full (EAGAIN). A super-frame of which only some
    * pieces went out before EAGAIN is NOT consumed: sending it again duplicates those pieces, which
    * TCP ignores (a hole would cost it a retransmission).
+   * With `tunnelFd` (a TAP from openTunnelTap), `srcAddr` (this node's underlay address) and
+   * `tapMac` (that TAP's MAC), TCPV4 super-frames with NEEDS_CSUM are not segmented here: each is
+   * written whole to the TAP as one VXLAN packet with a UDP-tunnel GSO header, and the kernel
+   * routes it to the underlay and segments it only where it must (stats().vxlanTunnelSends). If
+   * the kernel refuses such a write, the path is given up (stats().udpTunnelGso false) and the
+   * frame segmented here.
    */
   sendVxlanBatch(fds: Int32Array, buf: Uint8Array, offsets: Uint32Array, lens: Uint32Array,
                  dstAddrs: Uint32Array, hashes: Uint32Array, start: number, count: number,
-                 vni: number, dstPort: number): number;
+                 vni: number, dstPort: number, tunnelFd?: number, srcAddr?: number, tapMac?: Uint8Array): number;
+  /**
+   * A write-only TAP for the UDP-tunnel GSO path (Linux >= 6.17): 24-byte tunnel virtio-net
+   * headers and the TUN_F_UDP_TUNNEL_GSO offload, which older kernels refuse (EINVAL, thrown).
+   * `mac` is its address as 12 hex digits. Close with closeFd.
+   */
+  openTunnelTap(name: string): { fd: number; name: string; mac: string };
   /**
    * Receive VXLAN datagrams (recvmmsg, UDP_GRO enabled on first use) and hand them out one inner
    * frame per slot, laid out as
@@ -169,13 +181,16 @@ export interface Addon {
    * the 64 KiB IPv4 limit is reached. Other frames get a vnet header with DATA_VALID (an IPv4/TCP
    * segment whose checksums were verified) or all zero (everything else, including a TCP segment
    * with a bad checksum, which never merges).
+   * With `innerMtu` (the pods' MTU), a datagram that carries one whole IPv4/TCP packet longer
+   * than innerMtu (sent by a tunnel-GSO sender: see sendVxlanBatch's tunnelFd) is handed out as a
+   * super-frame too, with gso_size = innerMtu minus its IPv4 and TCP headers, as GRO would record.
    *
    * Returns the slots used. One GRO buffer may hold more datagrams than the slots offered; the rest
    * wait inside the addon for the next call on this fd, where the fd no longer looks readable:
    * when a call returns maxFrames, call again before waiting for readability.
    */
   recvVxlanBatch(fd: number, buf: Uint8Array, firstSlot: number, slotSize: number, headroom: number,
-                 maxFrames: number, lens: Int32Array, srcAddrs: Uint32Array): number;
+                 maxFrames: number, lens: Int32Array, srcAddrs: Uint32Array, innerMtu?: number): number;
 }
 
 /** Counters of the offload paths, in stats() (process-wide, since the addon was loaded). */
@@ -190,6 +205,11 @@ export interface OffloadStats {
    */
   vxlanPlainGsoSends: number;
   vxlanPlainGsoDatagrams: number;
+  /** Super-frames written whole to the tunnel TAP, and whole inner super-packets received. */
+  vxlanTunnelSends: number;
+  vxlanTunnelReceived: number;
+  /** false once the kernel has refused a tunnel write (super-frames are then segmented here). */
+  udpTunnelGso: boolean;
   /** Super-frames built by recvVxlanBatch, and the received segments merged into them. */
   vxlanSuperFrames: number;
   vxlanCoalesced: number;

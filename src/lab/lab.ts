@@ -30,7 +30,7 @@ const TSX_LOADER = path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs');
 const CLI = path.join(REPO_ROOT, 'src/cli/podwire.ts');
 
 export interface LabNode { name: string; netns: string; underlayIp: string; podCIDR: string; socket: string; log: string; pid?: number; overlay: 'podwire' | 'kernel' }
-export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number; offload?: 'auto' | 'off'; busyPollMicros?: number }
+export interface LabState { prefix: string; dir: string; nodes: LabNode[]; underlayNetns: string; extNetns: string; extIp: string; mtu: number; vni: number; vxlanPort: number; offload?: 'auto' | 'off'; busyPollMicros?: number; tunnelGso?: 'auto' | 'off' }
 
 export interface LabUpOptions {
   nodes?: number;
@@ -45,6 +45,8 @@ export interface LabUpOptions {
   offload?: 'auto' | 'off';
   /** The daemons' busy-poll budget in microseconds (`--busy-poll`; 0 or absent = off). */
   busyPollMicros?: number;
+  /** The daemons' UDP-tunnel GSO path (`--tunnel-gso`): 'auto' (default) or 'off'. */
+  tunnelGso?: 'auto' | 'off';
   progress?: (line: string) => void;
 }
 
@@ -101,7 +103,7 @@ export async function labUp(o: LabUpOptions = {}): Promise<LabState> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const s: LabState = {
     prefix, dir, nodes: [], underlayNetns: `${prefix}-underlay`, extNetns: `${prefix}-ext`, extIp: '192.168.56.100',
-    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789, offload: o.offload ?? 'auto', busyPollMicros: o.busyPollMicros ?? 0,
+    mtu: o.mtu ?? 1500, vni: o.vni ?? 1, vxlanPort: o.vxlanPort ?? 4789, offload: o.offload ?? 'auto', busyPollMicros: o.busyPollMicros ?? 0, tunnelGso: o.tunnelGso ?? 'auto',
   };
   for (let i = 1; i <= count; i++) {
     const name = `node${i}`;
@@ -148,6 +150,7 @@ async function startDaemon(s: LabState, n: LabNode, servePorts: boolean): Promis
     '--flow-log', path.join(s.dir, `${n.name}.flows.jsonl`)];
   if (s.offload === 'off') args.push('--offload', 'off');
   if (s.busyPollMicros) args.push('--busy-poll', String(s.busyPollMicros));
+  if (s.tunnelGso === 'off') args.push('--tunnel-gso', 'off');
   if (servePorts) args.push('--serve-ports');
   const log = fs.openSync(n.log, 'a');
   const child = spawn('nsenter', args, { detached: true, stdio: ['ignore', log, log], cwd: REPO_ROOT });
