@@ -3,8 +3,10 @@
  * super-frames crossing a VXLAN underlay (sendVxlanBatch segments them with UDP_SEGMENT,
  * recvVxlanBatch splits UDP_GRO buffers and coalesces TCP segments back).
  *
- * Needs root on Linux. The TAP and a veth pair live in a network namespace private to this run;
- * the underlay is 127.0.0.1 in the root namespace on random high ports. Every checksum the addon
+ * Needs root on Linux. The TAP and a veth pair live in a network namespace private to this run
+ * (one veth end starts in the root namespace, unconfigured, so getIfMtu can read it there; the
+ * MTU test moves it into a namespace of its own, where a helper process sends); the underlay is
+ * 127.0.0.1 on random high ports. Nothing is configured in the root namespace. Every checksum the addon
  * writes is checked with the plain JS implementation below (no code shared with the addon), and
  * every payload byte is compared with what was sent. Everything is removed in afterAll.
  */
@@ -13,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon, OFFLOAD, VNET, type Addon } from '../../src/io/native.ts';
+import { addonInNetns } from './helpers/netns-helper.ts';
 
 const canRun =
   process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/dev/net/tun');
@@ -292,13 +295,13 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
   interface Slot { vxlan: Uint8Array; vnet: Uint8Array; frame: Uint8Array; len: number; src: number }
 
   /** Call recvVxlanBatch until it returns less than maxFrames; collect the slots. */
-  function recvVxlan(fd: number, maxFrames = 8, slotSize = SLOT): Slot[] {
+  function recvVxlan(fd: number, maxFrames = 8, slotSize = SLOT, innerMtu?: number): Slot[] {
     const buf = new Uint8Array(slotSize * (maxFrames + 1)).fill(0xee);
     const lens = new Int32Array(maxFrames);
     const srcs = new Uint32Array(maxFrames);
     const out: Slot[] = [];
     for (;;) {
-      const n = addon.recvVxlanBatch(fd, buf, 1, slotSize, HEADROOM, maxFrames, lens, srcs);
+      const n = addon.recvVxlanBatch(fd, buf, 1, slotSize, HEADROOM, maxFrames, lens, srcs, innerMtu);
       // Nothing outside the slots handed over, nor in the headroom, is touched.
       expect(buf.subarray(0, slotSize + HEADROOM).every((b) => b === 0xee)).toBe(true);
       for (let i = 0; i < n; i++) {
@@ -359,7 +362,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     }
     expect(OFFLOAD).toMatchObject({ CSUM: 1, TSO4: 2, TSO6: 4, TSO_ECN: 8, UFO: 16, USO4: 32, USO6: 64 });
     expect(addon.stats()).toMatchObject({
-      vxlanSegments: expect.any(Number), vxlanGsoSends: expect.any(Number), vxlanPlainGsoSends: expect.any(Number), vxlanPlainGsoDatagrams: expect.any(Number), sendErrors: expect.any(Number),
+      vxlanSegments: expect.any(Number), vxlanGsoSends: expect.any(Number), vxlanPlainGsoSends: expect.any(Number), vxlanPlainGsoDatagrams: expect.any(Number), vxlanTunnelSends: expect.any(Number), vxlanTunnelReceived: expect.any(Number), udpTunnelGso: expect.any(Boolean), sendErrors: expect.any(Number),
       vxlanSuperFrames: expect.any(Number), vxlanCoalesced: expect.any(Number), vxlanCsumErrors: expect.any(Number),
       udpSegment: true,
     });
@@ -571,54 +574,46 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     });
   });
 
-  it('sendVxlanBatch: segments too big for the route MTU fall back to single sends, without giving up UDP_SEGMENT', () => {
-    // A route through the veth (MTU 1400) in the root namespace, to the peer's side of a /30.
-    const net = `10.95.${Math.floor(Math.random() * 250)}`;
-    ip('link', 'set', 'dev', vethRoot, 'mtu', '1400', 'up');
-    ip('-n', ns, 'link', 'set', 'dev', vethNs, 'up');
-    ip('addr', 'add', `${net}.1/30`, 'dev', vethRoot);
-    const pool = addon.openUdpSender(0, 0, 1); // bound to 127.0.0.1 it could not leave loopback
-    fds.push(...pool);
-    const send = (mss: number) => {
-      const e = tcpSuperEntry({ payload: PAYLOAD, mss, flags: TCP_ACK, seq: SEQ0, id: ID0 });
-      const dst = Uint32Array.of((10 << 24) | (95 << 16) | (Number(net.split('.')[2]) << 8) | 2);
-      return addon.sendVxlanBatch(pool, e, Uint32Array.of(0), Uint32Array.of(e.length), dst, Uint32Array.of(0), 0, 1, VNI, 4789);
-    };
-    let before = addon.stats();
-    // 8 + 66 + 1400 bytes per datagram do not fit 1400 - 28: UDP_SEGMENT says EMSGSIZE; the single
-    // datagrams go out (fragmented, as a UDP socket does by default).
-    expect(send(MSS)).toBe(1);
-    let after = addon.stats();
-    expect(after.vxlanGsoSends - before.vxlanGsoSends).toBe(0);
-    expect(after.vxlanSegments - before.vxlanSegments).toBe(NSEG);
-    expect(after.sendErrors).toBe(before.sendErrors);
-    expect(after.udpSegment).toBe(true);
-    // 8 + 66 + 1000 fit: one UDP_SEGMENT send again.
-    before = after;
-    expect(send(1000)).toBe(1);
-    after = addon.stats();
-    expect(after.vxlanGsoSends - before.vxlanGsoSends).toBe(1);
-    expect(after.vxlanSegments - before.vxlanSegments).toBe(20);
-    // Small frames too: a run of three 1408-byte datagrams is refused as one UDP_SEGMENT message
-    // and goes out one by one (fragmented); a run of 1000-byte ones leaves as one message.
-    const plainRun = (payloadLen: number) => {
-      const e = concat([vnetHdr(0, 0, 0, 0, 0, 0), udpFrame(payloadBytes(payloadLen, 5), 'full')]);
-      const slab = concat([e, e, e]);
-      const dst = new Uint32Array(3).fill((10 << 24) | (95 << 16) | (Number(net.split('.')[2]) << 8) | 2);
-      const offs = Uint32Array.of(0, e.length, 2 * e.length), ls = new Uint32Array(3).fill(e.length);
-      return addon.sendVxlanBatch(pool, slab, offs, ls, dst, new Uint32Array(3), 0, 3, VNI, 4789);
-    };
-    before = after;
-    expect(plainRun(1408 - 8 - 42)).toBe(3);
-    after = addon.stats();
-    expect(after.vxlanPlainGsoSends - before.vxlanPlainGsoSends).toBe(0);
-    expect(after.sendErrors).toBe(before.sendErrors);
-    expect(after.udpSegment).toBe(true);
-    before = after;
-    expect(plainRun(1000 - 8 - 42)).toBe(3);
-    after = addon.stats();
-    expect(after.vxlanPlainGsoSends - before.vxlanPlainGsoSends).toBe(1);
-    expect(after.vxlanPlainGsoDatagrams - before.vxlanPlainGsoDatagrams).toBe(3);
+  it('sendVxlanBatch: segments too big for the route MTU fall back to single sends, without giving up UDP_SEGMENT', async () => {
+    // The sender runs in a namespace of its own (helpers/addon-in-netns.ts), with the veth's other
+    // end moved there: 10.95.0.1/30 (MTU 1400) -> 10.95.0.2 in `ns`. Its stats start at zero.
+    const ns3 = `pwt-offload3-${run}`;
+    ip('netns', 'add', ns3);
+    try {
+      ip('link', 'set', 'dev', vethRoot, 'netns', ns3);
+      vethCreated = false;
+      ip('-n', ns3, 'addr', 'add', '10.95.0.1/30', 'dev', vethRoot);
+      ip('-n', ns3, 'link', 'set', 'dev', vethRoot, 'mtu', '1400', 'up');
+      ip('-n', ns, 'addr', 'add', '10.95.0.2/30', 'dev', vethNs);
+      ip('-n', ns, 'link', 'set', 'dev', vethNs, 'up');
+      const b64 = (e: Uint8Array) => Buffer.from(e).toString('base64');
+      const superEntry = (mss: number) => b64(tcpSuperEntry({ payload: PAYLOAD, mss, flags: TCP_ACK, seq: SEQ0, id: ID0 }));
+      const plain = (payloadLen: number) => b64(concat([vnetHdr(0, 0, 0, 0, 0, 0), udpFrame(payloadBytes(payloadLen, 5), 'full')]));
+      const { results } = await addonInNetns(ns3, 'send', {
+        src: '10.95.0.1', dst: '10.95.0.2', vni: VNI, port: 4789,
+        batches: [
+          [superEntry(MSS)],                                            // 8 + 66 + 1400 > 1400 - 28
+          [superEntry(1000)],                                           // fits
+          [plain(1408 - 8 - 42), plain(1408 - 8 - 42), plain(1408 - 8 - 42)],  // too big as a run
+          [plain(1000 - 8 - 42), plain(1000 - 8 - 42), plain(1000 - 8 - 42)],  // fits
+        ],
+      }).done;
+      type S = { vxlanGsoSends: number; vxlanSegments: number; sendErrors: number; udpSegment: boolean; vxlanPlainGsoSends: number; vxlanPlainGsoDatagrams: number };
+      const st: S[] = results.map((r: { stats: S }) => r.stats);
+      expect(results.map((r: { consumed: number }) => r.consumed)).toEqual([1, 1, 3, 3]);
+      // UDP_SEGMENT says EMSGSIZE; the single datagrams go out (fragmented, as a UDP socket does by
+      // default), and UDP_SEGMENT is not given up.
+      expect(st[0]).toMatchObject({ vxlanGsoSends: 0, vxlanSegments: NSEG, sendErrors: 0, udpSegment: true });
+      // 8 + 66 + 1000 fit: one UDP_SEGMENT send.
+      expect(st[1].vxlanGsoSends).toBe(1);
+      expect(st[1].vxlanSegments - st[0].vxlanSegments).toBe(20);
+      // Small frames: the run of 1408-byte datagrams is refused as one message and goes one by one;
+      // the run of 1000-byte ones leaves as one message.
+      expect(st[2]).toMatchObject({ vxlanPlainGsoSends: 0, sendErrors: 0, udpSegment: true });
+      expect(st[3]).toMatchObject({ vxlanPlainGsoSends: 1, vxlanPlainGsoDatagrams: 3, sendErrors: 0 });
+    } finally {
+      ip('netns', 'del', ns3);
+    }
   });
 
   it('sendVxlanBatch rejects misuse before any syscall', () => {
@@ -794,6 +789,32 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     expect(slots.map((s) => s.frame.length)).toEqual([...new Array(4).fill(66 + 3 * MSS), 66 + 2 * MSS + 400]);
     for (const s of slots) expect(le16(s.vnet, 4)).toBe(MSS);
     expect(concat(slots.map((s) => s.frame.subarray(66)))).toEqual(PAYLOAD);
+  });
+
+  it('recvVxlanBatch with innerMtu: a datagram holding one whole TCP super-packet becomes a super-frame', () => {
+    const { fd, port } = openLoopbackUdp();
+    const whole = tcpFrame({ payload: payloadBytes(8000, 9), partial: true, flags: TCP_ACK }); // IPv4 total 8052
+    const dgram = concat([Uint8Array.from(vxlanHeader), whole]);
+    const before = addon.stats().vxlanTunnelReceived;
+    // innerMtu 1450: longer than one packet may be, so a super-frame with MSS 1450 - 20 - 32.
+    sendDatagrams([dgram], port);
+    let got = recvVxlan(fd, 8, SLOT, 1450);
+    expect(got).toHaveLength(1);
+    expect(got[0].vnet).toEqual(vnetHdr(VNET.F_NEEDS_CSUM, VNET.GSO_TCPV4, 66, 1398, 34, 16));
+    expect(got[0].frame).toEqual(whole);
+    expect(addon.stats().vxlanTunnelReceived - before).toBe(1);
+    // innerMtu 9000 (it fits one packet) or no innerMtu: an ordinary datagram, whose partial
+    // checksum does not verify, so no offload flags, and a checksum error counted.
+    for (const mtu of [9000, undefined]) {
+      const errs = addon.stats().vxlanCsumErrors;
+      sendDatagrams([dgram], port);
+      got = recvVxlan(fd, 8, SLOT, mtu);
+      expect(got).toHaveLength(1);
+      expect(got[0].vnet).toEqual(new Uint8Array(VNET_LEN));
+      expect(got[0].frame).toEqual(whole);
+      expect(addon.stats().vxlanCsumErrors - errs).toBe(1);
+    }
+    expect(addon.stats().vxlanTunnelReceived - before).toBe(1);
   });
 
   it('closeFd forgets datagrams held for a socket', () => {
