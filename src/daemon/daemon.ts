@@ -409,22 +409,27 @@ export class Daemon {
    * comes back within the budget is then read at once instead of waiting for the scheduler to
    * wake this process, which is most of a userspace hop's latency on a VM. While spinning the JS
    * thread belongs to the data path, so the loop hands the thread back after 5 ms of continuous
-   * traffic (timers, control requests and the admin socket wait behind it no longer than that);
-   * traffic still pending then wakes the watchers at once.
+   * traffic (timers, control requests and the admin socket wait behind it no longer than that)
+   * and spins on right after.
    */
   private busyPoll(): void {
     const budget = this.opts.busyPollMicros ?? 0;
     if (budget === 0 || this.spinning || this.spinFds.length === 0) return;
     this.spinning = true;
+    let handedBack = false;
     try {
       const handBackAt = Date.now() + 5;
       while (this.addon.spinPoll(this.spinFds, this.spinReady, budget) > 0) {
         for (let i = 0; i < this.spinFds.length; i++) if (this.spinReady[i] === 1) this.spinHandlers[i]();
-        if (Date.now() >= handBackAt) break;
+        if (Date.now() >= handBackAt) { handedBack = true; break; }
       }
     } finally {
       this.spinning = false;
     }
+    // Handed back with traffic still flowing: let the loop run its timers and control requests,
+    // then spin on (a pending immediate keeps libuv from sleeping in epoll meanwhile). Only a
+    // whole budget without traffic ends the spinning.
+    if (handedBack) setImmediate(() => this.busyPoll());
   }
   private spinning = false;
   private spinFds = new Int32Array(0);
