@@ -442,9 +442,10 @@ export async function measureUdp(side: Side, r: Results, seconds: number, rate: 
  * daemons' queues full, so their batches are full and "frames per second per core" is what a
  * saturated daemon does. The frames go to the client's next hop for the server (its MAC from the
  * client's neighbour table after warmUp's ping): the server pod on one node, the gateway across
- * nodes. The server pod holds a bound UDP socket on the port that never reads, so what reaches it
- * is dropped at its receive buffer (a receiver's own cost would land on the daemon that writes
- * into its TAP). Bounded by count and by a 30 s timeout.
+ * nodes. The server pod holds a UDP socket on the port, connected to the flow's source as
+ * iperf3's server connects its UDP socket, that never reads: what reaches it is dropped at its
+ * receive buffer (the receiving pod's kernel work up to there runs inside the daemon's TAP write
+ * and is charged to the daemon). Bounded by count and by a 30 s timeout.
  */
 export async function measureSaturated(side: Side, r: Results, count = 2_000_000): Promise<void> {
   await r.attempt(`${side.name} trafgen 64 B`, async () => {
@@ -456,7 +457,7 @@ export async function measureSaturated(side: Side, r: Results, count = 2_000_000
     if (!neigh?.lladdr) throw new Error(`no neighbour entry for ${hop} in ${side.clientNs}`);
     const conf = `{ eth(da=${neigh.lladdr}, sa=${srcMac}), ipv4(saddr=${srcIp}, daddr=${side.serverIp}, ttl=64), udp(sp=40000, dp=9), fill(0x41, 18) }\n`;
     const sink = spawn('ip', ['netns', 'exec', side.serverNs, 'timeout', '60', 'python3', '-c',
-      "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9)); time.sleep(60)"], { stdio: 'ignore' });
+      `import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9)); s.connect(('${srcIp}', 40000)); time.sleep(60)`], { stdio: 'ignore' });
     try {
       await new Promise((res) => setTimeout(res, 300));
       await withDaemons(side, r, 'gen', () => new Promise<void>((resolve, reject) => {
