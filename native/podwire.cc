@@ -308,6 +308,15 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   std::string name = info[0].As<Napi::String>().Utf8Value();
   bool vnetHdr = info[1].As<Napi::Boolean>().Value();
   std::string what = "openTap(" + name + ")";
+  int hdrSizeArg = sizeof(VirtioNetHdrV1);
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    uint32_t v;
+    if (!ArgUint(info, 2, "openTap", "vnetHdrSize", 24.0, &v)) return env.Undefined();
+    if (v != sizeof(VirtioNetHdrV1) && v != podwire::kVnetTunnelLen) {
+      return ThrowRange(env, "openTap: vnetHdrSize must be 12 or 24");
+    }
+    hdrSizeArg = static_cast<int>(v);
+  }
 
   // The kernel silently truncates to IFNAMSIZ - 1 bytes; refuse instead of renaming behind the
   // caller's back. An embedded NUL would truncate too.
@@ -335,8 +344,9 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   }
   if (vnetHdr) {
     // The default header is the 10-byte legacy struct; the v1 header adds num_buffers (12 bytes),
-    // which is what virtio-net and vhost use, so JS only ever has to handle one layout.
-    int hdrSize = sizeof(VirtioNetHdrV1);
+    // which is what virtio-net and vhost use, so JS only ever has to handle one layout. The one
+    // exception asks for 24: the tunnel TAP's virtio_net_hdr_v1_hash_tunnel (offload.h).
+    int hdrSize = hdrSizeArg;
     if (ioctl(fd, TUNSETVNETHDRSZ, &hdrSize) < 0) {
       int err = errno;
       close(fd);
@@ -348,47 +358,6 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   result.Set("fd", Napi::Number::New(env, fd));
   result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
   result.Set("vnetHdr", Napi::Boolean::New(env, vnetHdr));
-  return result;
-}
-
-// openTunnelTap(name) -> {fd, name, mac}
-// A TAP for the UDP-tunnel GSO path (offload.h): 24-byte virtio_net_hdr_v1_hash_tunnel headers,
-// and TUNSETOFFLOAD with TUN_F_UDP_TUNNEL_GSO, which kernels before 6.17 refuse with EINVAL (the
-// caller then keeps segmenting in userspace). Write-only by design: nothing routes to it, so
-// nothing is ever read from it. `mac` is the device's address as 12 hex digits.
-Napi::Value OpenTunnelTap(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsString()) return ThrowType(env, "openTunnelTap: name must be a string");
-  std::string name = info[0].As<Napi::String>().Utf8Value();
-  std::string what = "openTunnelTap(" + name + ")";
-  if (name.size() >= IFNAMSIZ || name.find('\0') != std::string::npos) {
-    return ThrowErrno(env, what, EINVAL, "interface names are at most 15 bytes, without NUL");
-  }
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return ThrowErrno(env, what, errno);
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  memcpy(ifr.ifr_name, name.data(), name.size());
-  int hdrSize = podwire::kVnetTunnelLen;
-  unsigned offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | podwire::kTunFUdpTunnelGso;
-  const char* step = nullptr;
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) step = "TUNSETIFF";
-  else if (ioctl(fd, TUNSETVNETHDRSZ, &hdrSize) < 0) step = "TUNSETVNETHDRSZ 24";
-  else if (ioctl(fd, TUNSETOFFLOAD, offloads) < 0) step = "TUNSETOFFLOAD UDP_TUNNEL_GSO";
-  else if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) step = "SIOCGIFHWADDR";
-  if (step != nullptr) {
-    int err = errno;
-    close(fd);
-    return ThrowErrno(env, what, err, step);
-  }
-  char mac[13];
-  const uint8_t* a = reinterpret_cast<const uint8_t*>(ifr.ifr_hwaddr.sa_data);
-  snprintf(mac, sizeof mac, "%02x%02x%02x%02x%02x%02x", a[0], a[1], a[2], a[3], a[4], a[5]);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("fd", Napi::Number::New(env, fd));
-  result.Set("name", Napi::String::New(env, ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ)));
-  result.Set("mac", Napi::String::New(env, mac));
   return result;
 }
 
@@ -1891,7 +1860,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getIfMtu", Napi::Function::New<GetIfMtu>(env, "getIfMtu"));
   exports.Set("enableUdpGro", Napi::Function::New<EnableUdpGro>(env, "enableUdpGro"));
   exports.Set("openUdpSender", Napi::Function::New<OpenUdpSender>(env, "openUdpSender"));
-  exports.Set("openTunnelTap", Napi::Function::New<OpenTunnelTap>(env, "openTunnelTap"));
   exports.Set("spinPoll", Napi::Function::New<SpinPoll>(env, "spinPoll"));
   exports.Set("sendVxlanBatch", Napi::Function::New<SendVxlanBatch>(env, "sendVxlanBatch"));
   exports.Set("recvVxlanBatch", Napi::Function::New<RecvVxlanBatch>(env, "recvVxlanBatch"));

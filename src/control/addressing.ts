@@ -19,6 +19,8 @@ export function macFromIp(prefix: number, ip: number): Mac { return { hi: prefix
 export const POD_MAC_PREFIX = 0x0a58;
 export const ROUTER_MAC_PREFIX = 0x0e77;
 export const HOST_MAC_PREFIX = 0x0e68;
+/** The tunnel TAP (UDP-tunnel GSO path): 0e:67 + the node's underlay address. */
+export const TUNNEL_MAC_PREFIX = 0x0e67;
 
 /** "aa:bb:cc:dd:ee:ff" for a MAC given as hi16/lo32 (wire/ethernet.ts formats it). */
 export function macToString(m: Mac): string { return formatMac(m.hi, m.lo); }

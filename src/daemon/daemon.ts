@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { loadAddon, OFFLOAD, type Addon } from '../io/native.ts';
+import { loadAddon, openTunnelTap, OFFLOAD, type Addon, type TapHandle } from '../io/native.ts';
 import { FrameSlab, TxQueue, SLOT_SIZE, HEADROOM, BATCH_MAX, VNET_HDR_LEN } from '../frame/slab.ts';
 import { Fdb } from '../tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../tables/ports.ts';
@@ -46,7 +46,7 @@ import { IPPROTO_UDP } from '../wire/ipv4.ts';
 import { NodeIpam } from '../control/ipam.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
-  POD_MAC_PREFIX, ROUTER_MAC_PREFIX, HOST_MAC_PREFIX,
+  POD_MAC_PREFIX, ROUTER_MAC_PREFIX, HOST_MAC_PREFIX, TUNNEL_MAC_PREFIX,
 } from '../control/addressing.ts';
 import { ipBatch, run, deleteNetns, spawn } from './sys.ts';
 
@@ -298,24 +298,27 @@ export class Daemon {
    */
   private async openTunnelTap(): Promise<void> {
     const name = this.opts.tunnelIf ?? 'podwire-gso';
-    let tap: { fd: number; mac: string };
+    let tap: TapHandle;
     try {
-      tap = this.addon.openTunnelTap(name);
+      tap = openTunnelTap(this.addon, name);
     } catch (e) {
       this.log(`UDP-tunnel GSO: not available (${(e as Error).message}); super-frames are segmented by the addon`);
       return;
     }
+    // Its own MAC, chosen here (0e:67 + the underlay address), is the outer Ethernet destination of
+    // every frame written to it, so the kernel takes them as its own to route.
+    const mac = macFromIp(TUNNEL_MAC_PREFIX, this.routes.selfUnderlayIp);
     try {
       await run('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', `net.ipv4.conf.${name}.rp_filter=0`,
         `net.ipv4.conf.${name}.accept_local=1`, `net.ipv6.conf.${name}.disable_ipv6=1`]);
-      await run('ip', ['link', 'set', 'dev', name, 'up']);
+      await run('ip', ['link', 'set', 'dev', name, 'address', macToString(mac), 'up']);
     } catch (e) {
       this.addon.closeFd(tap.fd);
       this.log(`UDP-tunnel GSO: ${name} could not be set up (${(e as Error).message.split('\n')[0]}); super-frames are segmented by the addon`);
       return;
     }
     this.tunnelFd = tap.fd;
-    for (let i = 0; i < 6; i++) this.tunnelMac[i] = parseInt(tap.mac.slice(2 * i, 2 * i + 2), 16);
+    this.tunnelMac.set([mac.hi >> 8, mac.hi & 0xff, mac.lo >>> 24, (mac.lo >>> 16) & 0xff, (mac.lo >>> 8) & 0xff, mac.lo & 0xff]);
   }
 
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */

@@ -25,6 +25,7 @@
  * block condition is never an error: reads return 0, writes return how many frames they consumed.
  */
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 
 export interface TapHandle {
   /** The file descriptor the daemon keeps for the life of the pod. */
@@ -36,8 +37,12 @@ export interface TapHandle {
 }
 
 export interface Addon {
-  /** Open (create) a TAP device named `name` in the calling process's network namespace. */
-  openTap(name: string, vnetHdr: boolean): TapHandle;
+  /**
+   * Open (create) a TAP device named `name` in the calling process's network namespace. With
+   * `vnetHdr`, frames carry a 12-byte virtio_net_hdr_v1, or the 24-byte tunnel variant when
+   * `vnetHdrSize` is 24 (see openTunnelTap).
+   */
+  openTap(name: string, vnetHdr: boolean, vnetHdrSize?: 12 | 24): TapHandle;
   /** Close an fd opened by this addon. Closing a non-persistent TAP's fd deletes the device. */
   closeFd(fd: number): void;
   /**
@@ -156,12 +161,6 @@ export interface Addon {
                  dstAddrs: Uint32Array, hashes: Uint32Array, start: number, count: number,
                  vni: number, dstPort: number, tunnelFd?: number, srcAddr?: number, tapMac?: Uint8Array): number;
   /**
-   * A write-only TAP for the UDP-tunnel GSO path (Linux >= 6.17): 24-byte tunnel virtio-net
-   * headers and the TUN_F_UDP_TUNNEL_GSO offload, which older kernels refuse (EINVAL, thrown).
-   * `mac` is its address as 12 hex digits. Close with closeFd.
-   */
-  openTunnelTap(name: string): { fd: number; name: string; mac: string };
-  /**
    * Receive VXLAN datagrams (recvmmsg, UDP_GRO enabled on first use) and hand them out one inner
    * frame per slot, laid out as
    *
@@ -222,8 +221,8 @@ export interface OffloadStats {
 /**
  * TUNSETOFFLOAD flags (<linux/if_tun.h>; the machine's header may predate the newer ones).
  * TSO and USO bits are accepted only together with CSUM; UDP_TUNNEL_GSO (Linux 6.17+) only with
- * some plain GSO bit, and it makes the kernel pass UDP-tunnelled super-frames with a longer
- * (virtio_net_hdr_v1_hash_tunnel) vnet header, which podwire does not use.
+ * some plain GSO bit, on a TAP whose vnet header is the 24-byte virtio_net_hdr_v1_hash_tunnel
+ * (openTunnelTap).
  */
 export const OFFLOAD = {
   CSUM: 0x01,
@@ -236,6 +235,22 @@ export const OFFLOAD = {
   UDP_TUNNEL_GSO: 0x80,
   UDP_TUNNEL_GSO_CSUM: 0x100,
 } as const;
+
+/**
+ * A write-only TAP for the UDP-tunnel GSO path (sendVxlanBatch's tunnelFd): 24-byte tunnel
+ * virtio-net headers and TUN_F_UDP_TUNNEL_GSO, which kernels before 6.17 refuse; then this throws
+ * (code EINVAL) and the TAP is gone again.
+ */
+export function openTunnelTap(addon: Addon, name: string): TapHandle {
+  const tap = addon.openTap(name, true, 24);
+  const err = addon.setOffload(tap.fd, OFFLOAD.CSUM | OFFLOAD.TSO4 | OFFLOAD.TSO6 | OFFLOAD.UDP_TUNNEL_GSO);
+  if (err !== 0) {
+    addon.closeFd(tap.fd);
+    const code = Object.keys(osConstants.errno).find((k) => (osConstants.errno as Record<string, number>)[k] === err) ?? `errno ${err}`;
+    throw Object.assign(new Error(`openTunnelTap(${name}): ${code} from TUNSETOFFLOAD UDP_TUNNEL_GSO (Linux 6.17+ has it)`), { code });
+  }
+  return tap;
+}
 
 /** virtio_net_hdr_v1 field values (<linux/virtio_net.h>). Its 16-bit fields are little-endian. */
 export const VNET = {

@@ -3,6 +3,8 @@
  * super-frames crossing a VXLAN underlay (sendVxlanBatch segments them with UDP_SEGMENT,
  * recvVxlanBatch splits UDP_GRO buffers and coalesces TCP segments back).
  *
+ * The UDP-tunnel GSO path (Linux 6.17+) is tested end to end between two private namespaces.
+ *
  * Needs root on Linux. The TAP and a veth pair live in a network namespace private to this run
  * (one veth end starts in the root namespace, unconfigured, so getIfMtu can read it there; the
  * MTU test moves it into a namespace of its own, where a helper process sends); the underlay is
@@ -13,6 +15,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon, OFFLOAD, VNET, type Addon } from '../../src/io/native.ts';
 import { addonInNetns } from './helpers/netns-helper.ts';
@@ -614,6 +617,58 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     } finally {
       ip('netns', 'del', ns3);
     }
+  });
+
+  // The UDP-tunnel GSO path: sender and receiver each in a namespace of their own (helper
+  // processes), joined by a veth pair 10.77.0.1 <-> 10.77.0.2.
+  const [kMajor, kMinor] = release().split('.').map(Number);
+  const kernelHasTunnelGso = kMajor > 6 || (kMajor === 6 && kMinor >= 17);
+  async function withNamespacePair(fn: (a: string, b: string) => Promise<void>): Promise<void> {
+    const a = `pwt-tnl-a-${run}`, b = `pwt-tnl-b-${run}`;
+    ip('netns', 'add', a);
+    try {
+      ip('netns', 'add', b);
+      ip('link', 'add', `pwva${run}`, 'netns', a, 'type', 'veth', 'peer', `pwvb${run}`, 'netns', b);
+      ip('-n', a, 'addr', 'add', '10.77.0.1/24', 'dev', `pwva${run}`);
+      ip('-n', b, 'addr', 'add', '10.77.0.2/24', 'dev', `pwvb${run}`);
+      ip('-n', a, 'link', 'set', `pwva${run}`, 'up');
+      ip('-n', b, 'link', 'set', `pwvb${run}`, 'up');
+      await fn(a, b);
+    } finally {
+      for (const n of [a, b]) { try { ip('netns', 'del', n); } catch { /* not created */ } }
+    }
+  }
+
+  it.runIf(kernelHasTunnelGso)('sendVxlanBatch with a tunnel TAP: a super-frame crosses whole and comes out as a super-frame with the inner MTU\'s MSS', async () => {
+    await withNamespacePair(async (a, b) => {
+      const entry = tcpSuperEntry({ payload: payloadBytes(20 * 1000, 11), mss: 1000, flags: TCP_ACK, seq: SEQ0, id: ID0 });
+      const small = concat([vnetHdr(0, 0, 0, 0, 0, 0), udpFrame(payloadBytes(18, 2), 'full')]); // goes the socket way
+      const rx = addonInNetns(b, 'recv', { addr: '10.77.0.2', port: 4789, innerMtu: 1450, want: 2, timeoutMs: 10_000 });
+      await rx.ready;
+      const tx = await addonInNetns(a, 'send', { tap: 'pwgso0', src: '10.77.0.1', dst: '10.77.0.2', vni: VNI, port: 4789,
+        batches: [[Buffer.from(entry).toString('base64'), Buffer.from(small).toString('base64')]] }).done;
+      expect(tx.results[0].consumed).toBe(2);
+      expect(tx.results[0].stats).toMatchObject({ vxlanTunnelSends: 1, vxlanGsoSends: 0, vxlanSegments: 0, sendErrors: 0, udpTunnelGso: true });
+      const { slots, stats } = await rx.done;
+      expect(slots).toHaveLength(2);
+      expect(stats.vxlanTunnelReceived).toBe(1);
+      const big = Uint8Array.from(Buffer.from(slots[0].data, 'base64'));
+      expect(slots[0].src).toBe(0x0a4d0001);
+      expect([...big.subarray(0, VXLAN_LEN)]).toEqual(vxlanHeader);
+      // NEEDS_CSUM, TCPV4, hdr_len 66, gso_size = 1450 - 20 - 32, csum_start 34, offset 16.
+      expect(big.subarray(VXLAN_LEN, VXLAN_LEN + VNET_LEN)).toEqual(vnetHdr(VNET.F_NEEDS_CSUM, VNET.GSO_TCPV4, 66, 1398, 34, 16));
+      expect(big.subarray(VXLAN_LEN + VNET_LEN)).toEqual(entry.subarray(VNET_LEN));
+      const s2 = Uint8Array.from(Buffer.from(slots[1].data, 'base64'));
+      expect(s2.subarray(VXLAN_LEN, VXLAN_LEN + VNET_LEN)).toEqual(new Uint8Array(VNET_LEN));
+      expect(s2.subarray(VXLAN_LEN + VNET_LEN)).toEqual(small.subarray(VNET_LEN));
+    });
+  });
+
+  it.runIf(!kernelHasTunnelGso)('openTunnelTap says when the kernel cannot do UDP-tunnel GSO', async () => {
+    await withNamespacePair(async (a) => {
+      await expect(addonInNetns(a, 'send', { tap: 'pwgso0', src: '10.77.0.1', dst: '10.77.0.2', vni: VNI, port: 4789, batches: [] }).done)
+        .rejects.toThrow(/openTunnelTap\(pwgso0\): EINVAL from TUNSETOFFLOAD/);
+    });
   });
 
   it('sendVxlanBatch rejects misuse before any syscall', () => {

@@ -199,7 +199,7 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
 
   it('exports exactly the documented surface', () => {
     expect(Object.keys(addon).sort()).toEqual(
-      ['FdWatcher', 'closeFd', 'enableUdpGro', 'getIfMtu', 'openRawIp', 'openTap', 'openTunnelTap', 'openUdp', 'openUdpSender', 'readBatch',
+      ['FdWatcher', 'closeFd', 'enableUdpGro', 'getIfMtu', 'openRawIp', 'openTap', 'openUdp', 'openUdpSender', 'readBatch',
         'recvBatch', 'recvVxlanBatch', 'sendBatch', 'sendVxlanBatch', 'setOffload', 'spinPoll', 'stats', 'writeBatch'].sort(),
     );
     expect(tap).toMatchObject({ name: tapName, vnetHdr: false });

@@ -12,7 +12,7 @@
  *         slots came or the time is up -> {slots: [{len, src, data: base64 of the slot}]}
  */
 import { execFileSync } from 'node:child_process';
-import { loadAddon } from '../../../src/io/native.ts';
+import { loadAddon, openTunnelTap } from '../../../src/io/native.ts';
 
 const ipToU32 = (ip: string) => ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
 const mode = process.argv[2];
@@ -25,10 +25,10 @@ const addon = loadAddon();
 if (mode === 'send') {
   let tunnel: { fd: number; mac: string } | undefined;
   if (req.tap) {
-    tunnel = addon.openTunnelTap(req.tap);
+    tunnel = { fd: openTunnelTap(addon, req.tap).fd, mac: '0e670a4d0001' };
     execFileSync('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0',
       `net.ipv4.conf.${req.tap}.rp_filter=0`, `net.ipv4.conf.${req.tap}.accept_local=1`]);
-    execFileSync('ip', ['link', 'set', 'dev', req.tap, 'up']);
+    execFileSync('ip', ['link', 'set', 'dev', req.tap, 'address', tunnel.mac.replace(/(..)(?!$)/g, '$1:'), 'up']);
   }
   const senders = addon.openUdpSender(ipToU32(req.src), 0, 1);
   const mac = tunnel ? Uint8Array.from(Buffer.from(tunnel.mac, 'hex')) : undefined;
