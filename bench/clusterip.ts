@@ -50,11 +50,11 @@
  */
 import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import { labUp, labApply, labPods, labDown, kernelPodUp, type LabState } from '../src/lab/lab.ts';
+import { labUp, labApply, labPods, kernelPodUp, type LabState } from '../src/lab/lab.ts';
 import { adminRequest } from '../src/daemon/client.ts';
 import {
-  uniquePrefix, onCleanup, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, iperfTcp, waitReachable,
-  must, sh, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows, median, fmt, type Side, type Metric,
+  uniquePrefix, benchPodManifest, inFreshLab, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, iperfTcp, waitReachable,
+  must, sh, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, median, fmt, type Side, type Metric,
 } from './lib.ts';
 import { kernelPod } from './cross-node.ts';
 import type { BenchOptions } from './same-node.ts';
@@ -84,28 +84,11 @@ const BENCH_SVC: Svc = { ns: 'default', name: 'iperf', portName: '', ip: CLUSTER
 // ------------------------------------------------------------------------------------------------
 // podwire: manifests
 
-function podManifest(name: string, node: string, ip: string, app: string): string {
-  return `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: default
-  labels: { app: ${app} }
-  annotations: { podwire.io/ip: "${ip}" }
-spec:
-  nodeName: ${node}
-  containers:
-  - name: main
-    image: bench
-    ports:
-    - { containerPort: ${BACKEND_PORT}, protocol: TCP }
-`;
-}
 
 function manifests(dummies: Svc[]): string {
   const docs = [
-    podManifest('bench-a', 'node1', CLIENT_IP, 'bench-client'),
-    podManifest('bench-b', 'node2', BACKEND_IP, 'iperf-backend'),
+    benchPodManifest('bench-a', 'node1', { ip: CLIENT_IP, app: 'bench-client' }),
+    benchPodManifest('bench-b', 'node2', { ip: BACKEND_IP, app: 'iperf-backend' }),
     `apiVersion: v1
 kind: Service
 metadata: { name: iperf, namespace: default }
@@ -256,23 +239,15 @@ export async function clusterIp(o: BenchOptions, r = new Results()): Promise<str
     const order: ('podwire' | 'kernel')[] = run % 2 === 1 ? ['podwire', 'kernel'] : ['kernel', 'podwire'];
     for (const which of order) {
       const prefix = uniquePrefix(which === 'podwire' ? 'bn' : 'bk');
-      const off = onCleanup(() => labDown(prefix));
-      try {
-        progress(`clusterip run ${run}/${o.runs}: ${which} lab ${prefix}`);
-        await r.attempt(`${which} run ${run}`, async () => {
-          const lab = await labUp({ nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [] });
-          const side = which === 'podwire' ? await podwireSide(lab, dummies) : await kernelSide(lab, kp.text);
-          await warmUp(side);
-          await measureTcp(side, r, o.seconds, 1);
-          await measureTcp(side, r, o.seconds, 4);
-          via[which].push(which === 'podwire' ? await podwireSelections(lab) : await kernelDnatHits(lab, kp.sepChain));
-        });
-      } finally {
-        await labDown(prefix).catch((e) => progress(`labDown ${prefix}: ${e}`));
-        off();
-        const left = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
-        if (left.length) r.notes.push(`namespaces left behind: ${left.join(', ')}`);
-      }
+      progress(`clusterip run ${run}/${o.runs}: ${which} lab ${prefix}`);
+      await inFreshLab(prefix, r, `${which} run ${run}`, async () => {
+        const lab = await labUp({ nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [] });
+        const side = which === 'podwire' ? await podwireSide(lab, dummies) : await kernelSide(lab, kp.text);
+        await warmUp(side);
+        await measureTcp(side, r, o.seconds, 1);
+        await measureTcp(side, r, o.seconds, 4);
+        via[which].push(which === 'podwire' ? await podwireSelections(lab) : await kernelDnatHits(lab, kp.sepChain));
+      });
     }
   }
 

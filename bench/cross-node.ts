@@ -39,30 +39,14 @@
  * root namespace; every command is time-bounded; everything is removed in `finally` and on SIGINT.
  */
 import { pathToFileURL } from 'node:url';
-import { labUp, labApply, labPods, labDown, kernelPodUp, type LabState } from '../src/lab/lab.ts';
+import { labUp, labApply, labPods, kernelPodUp, type LabState } from '../src/lab/lab.ts';
 import type { PodObj } from '../src/control/manifests.ts';
 import {
-  uniquePrefix, onCleanup, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measureSaturated, measurePing,
-  warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows, type Side, type Metric,
+  uniquePrefix, benchPodManifest, inFreshLab, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measureSaturated, measurePing,
+  warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, type Side, type Metric,
 } from './lib.ts';
 import type { BenchOptions } from './same-node.ts';
 
-function podManifest(name: string, node: string): string {
-  return `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: default
-  labels: { app: bench }
-spec:
-  nodeName: ${node}
-  containers:
-  - name: main
-    image: bench
-    ports:
-    - { containerPort: 5201, protocol: TCP }
-`;
-}
 
 /**
  * The busy-poll budget of the third lab: longer than the ping interval (10 ms), so the daemons are
@@ -77,7 +61,7 @@ export function kernelPod(name: string): PodObj {
 
 /** Pod bench-a on node1 (client) and bench-b on node2 (server) in a 2-node podwire lab. */
 export async function podwireSide(lab: LabState): Promise<Side> {
-  await labApply(lab, podManifest('bench-a', 'node1') + '---\n' + podManifest('bench-b', 'node2'), 'bench/cross-node.ts');
+  await labApply(lab, benchPodManifest('bench-a', 'node1') + '---\n' + benchPodManifest('bench-b', 'node2'), 'bench/cross-node.ts');
   const pods = await labPods(lab);
   const pa = pods.find((p) => p.name === 'bench-a')!, pb = pods.find((p) => p.name === 'bench-b')!;
   return {
@@ -101,36 +85,28 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
     const order: ('podwire' | 'kernel' | 'busypoll')[] = run % 2 === 1 ? ['podwire', 'kernel', 'busypoll'] : ['busypoll', 'kernel', 'podwire'];
     for (const which of order) {
       const prefix = uniquePrefix(which === 'kernel' ? 'bk' : 'bn');
-      const off = onCleanup(() => labDown(prefix));
-      try {
-        progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
-        await r.attempt(`${which} run ${run}`, async () => {
-          const lab = await labUp({
-            nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [],
-            busyPollMicros: which === 'busypoll' ? BUSY_POLL_MICROS : 0,
-          });
-          const side = which === 'kernel' ? await kernelSide(lab) : { ...(await podwireSide(lab)), name: which };
-          ifaces[which] ??= (await podIfSummary(side.clientNs)).text;
-          await warmUp(side);
-          if (which === 'busypoll') {
-            // The same data path with --busy-poll: what it buys (latency) and what it costs (CPU
-            // that the pods' own processes no longer get, which shows in TCP throughput).
-            await measurePing(side, r, 200);
-            await measureTcp(side, r, o.seconds, 1);
-            return;
-          }
-          await measureTcp(side, r, o.seconds, 1);
-          await measureTcp(side, r, o.seconds, 4);
-          await measureUdp(side, r, o.seconds, o.udpRate);
-          if (which === 'podwire') await measureSaturated(side, r);
-          await measurePing(side, r, 200);
+      progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
+      await inFreshLab(prefix, r, `${which} run ${run}`, async () => {
+        const lab = await labUp({
+          nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [],
+          busyPollMicros: which === 'busypoll' ? BUSY_POLL_MICROS : 0,
         });
-      } finally {
-        await labDown(prefix).catch((e) => progress(`labDown ${prefix}: ${e}`));
-        off();
-        const left = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
-        if (left.length) r.notes.push(`namespaces left behind: ${left.join(', ')}`);
-      }
+        const side = which === 'kernel' ? await kernelSide(lab) : { ...(await podwireSide(lab)), name: which };
+        ifaces[which] ??= (await podIfSummary(side.clientNs)).text;
+        await warmUp(side);
+        if (which === 'busypoll') {
+          // The same data path with --busy-poll: what it buys (latency) and what it costs (CPU
+          // that the pods' own processes no longer get, which shows in TCP throughput).
+          await measurePing(side, r, 200);
+          await measureTcp(side, r, o.seconds, 1);
+          return;
+        }
+        await measureTcp(side, r, o.seconds, 1);
+        await measureTcp(side, r, o.seconds, 4);
+        await measureUdp(side, r, o.seconds, o.udpRate);
+        if (which === 'podwire') await measureSaturated(side, r);
+        await measurePing(side, r, 200);
+      });
     }
   }
 

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminRequest } from '../src/daemon/client.ts';
-import type { LabState } from '../src/lab/lab.ts';
+import { labDown, type LabState } from '../src/lab/lab.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -388,6 +388,40 @@ export class Results {
       this.notes.push(msg);
       progress(`FAILED ${msg}`);
     }
+  }
+}
+
+/** A bench pod: an iperf3 server port (5201), `app` label, optionally a pinned address. */
+export function benchPodManifest(name: string, node: string, o: { ip?: string; app?: string } = {}): string {
+  return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: default
+  labels: { app: ${o.app ?? 'bench'} }
+${o.ip ? `  annotations: { podwire.io/ip: "${o.ip}" }\n` : ''}spec:
+  nodeName: ${node}
+  containers:
+  - name: main
+    image: bench
+    ports:
+    - { containerPort: 5201, protocol: TCP }
+`;
+}
+
+/**
+ * Run `fn` as attempt `label` with the lab of this `prefix` removed afterwards, also on failure
+ * and on Ctrl-C; namespaces of the prefix still there after that are noted in `r`.
+ */
+export async function inFreshLab(prefix: string, r: Results, label: string, fn: () => Promise<void>): Promise<void> {
+  const off = onCleanup(() => labDown(prefix));
+  try {
+    await r.attempt(label, fn);
+  } finally {
+    await labDown(prefix).catch((e) => progress(`labDown ${prefix}: ${e}`));
+    off();
+    const left = (await listNetns()).filter((n) => n.startsWith(`${prefix}-`));
+    if (left.length) r.notes.push(`namespaces left behind: ${left.join(', ')}`);
   }
 }
 

@@ -33,7 +33,7 @@ import { pathToFileURL } from 'node:url';
 import { labUp, labApply, labPods, labDown, type LabState } from '../src/lab/lab.ts';
 import {
   uniquePrefix, onCleanup, installSignalHandlers, sweepNetns, ipIn, must, findDaemonPid, Results, progress,
-  measureTcp, measureUdp, measureSaturated, warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows,
+  benchPodManifest, measureTcp, measureUdp, measureSaturated, warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, listNetns, daemonRows,
   type Side, type Metric,
 } from './lib.ts';
 
@@ -41,22 +41,6 @@ export interface BenchOptions { seconds: number; runs: number; udpRate: string }
 
 const BASE_NET = '10.250.0';
 
-function podManifest(name: string, node: string): string {
-  return `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: default
-  labels: { app: bench }
-spec:
-  nodeName: ${node}
-  containers:
-  - name: main
-    image: bench
-    ports:
-    - { containerPort: 5201, protocol: TCP }
-`;
-}
 
 /** The kernel baseline: `<p>-br` holds bridge br0; `<p>-a` and `<p>-b` are pods on veth pairs. */
 async function bridgeUp(p: string, mtu: number): Promise<{ a: string; b: string }> {
@@ -83,7 +67,7 @@ export async function sameNode(o: BenchOptions, r = new Results()): Promise<stri
   try {
     progress(`same-node: podwire lab ${lp}`);
     lab = await labUp({ nodes: 1, prefix: lp, servePorts: false });
-    await labApply(lab, podManifest('bench-a', 'node1') + '---\n' + podManifest('bench-b', 'node1'), 'bench/same-node.ts');
+    await labApply(lab, benchPodManifest('bench-a', 'node1') + '---\n' + benchPodManifest('bench-b', 'node1'), 'bench/same-node.ts');
     const pods = await labPods(lab);
     const pa = pods.find((p) => p.name === 'bench-a')!, pb = pods.find((p) => p.name === 'bench-b')!;
     const summary = await podIfSummary(pa.netns);

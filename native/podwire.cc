@@ -527,6 +527,32 @@ void SetSockBuf(int fd, int forceOpt, int opt, int bytes) {
   }
 }
 
+// An IPv4 socket address from a host-order address and port (the one place that builds one).
+inline struct sockaddr_in Sockaddr4(uint32_t addr, uint32_t port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(addr);
+  sa.sin_port = htons(static_cast<uint16_t>(port));
+  return sa;
+}
+
+// A non-blocking, close-on-exec UDP socket with a 4 MiB send buffer (and receive buffer, if
+// asked), bound to addr:port. Returns the fd, or -errno.
+int BindUdp4(uint32_t addr, uint32_t port, bool bigRcvBuf) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  if (bigRcvBuf) SetSockBuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
+  SetSockBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
+  struct sockaddr_in sa = Sockaddr4(addr, port);
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
 // openUdp(addr, port) -> fd
 // A non-blocking, close-on-exec UDP socket bound to addr:port (addr is a host-order IPv4 u32;
 // 0 = INADDR_ANY), with 4 MiB send and receive buffers to absorb bursts between batches.
@@ -541,24 +567,8 @@ Napi::Value OpenUdp(const Napi::CallbackInfo& info) {
       !ArgUint(info, 1, "openUdp", "port", 65535.0, &port)) {
     return env.Undefined();
   }
-  std::string what = "openUdp(" + AddrPort(addr, port) + ")";
-
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return ThrowErrno(env, what, errno);
-
-  SetSockBuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
-  SetSockBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
-
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(addr);
-  sa.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
-    int err = errno;
-    close(fd);
-    return ThrowErrno(env, what, err);
-  }
+  int fd = BindUdp4(addr, port, true);
+  if (fd < 0) return ThrowErrno(env, "openUdp(" + AddrPort(addr, port) + ")", -fd);
   return Napi::Number::New(env, fd);
 }
 
@@ -691,10 +701,7 @@ Napi::Value SendBatch(const Napi::CallbackInfo& info) {
       if (!InBounds(offsets[idx], lens[idx], bufLen)) break;
       t_iovs[k].iov_base = buf + offsets[idx];
       t_iovs[k].iov_len = lens[idx];
-      memset(&t_addrs[k], 0, sizeof t_addrs[k]);
-      t_addrs[k].sin_family = AF_INET;
-      t_addrs[k].sin_addr.s_addr = htonl(dstAddrs[idx]);
-      t_addrs[k].sin_port = htons(dstPorts[idx]);
+      t_addrs[k] = Sockaddr4(dstAddrs[idx], dstPorts[idx]);
       struct msghdr& h = t_msgs[k].msg_hdr;
       h.msg_name = &t_addrs[k];
       h.msg_namelen = sizeof t_addrs[k];
@@ -822,25 +829,10 @@ Napi::Value OpenUdpSender(const Napi::CallbackInfo& info) {
   Napi::Int32Array fds = Napi::Int32Array::New(env, count);
   for (uint32_t i = 0; i < count; i++) {
     uint32_t port = basePort == 0 ? 0 : basePort + i;
-    std::string what = std::string(fn) + "(" + AddrPort(addr, port) + ")";
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int err = errno;
-    if (fd >= 0) {
-      SetSockBuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
-      struct sockaddr_in sa;
-      memset(&sa, 0, sizeof sa);
-      sa.sin_family = AF_INET;
-      sa.sin_addr.s_addr = htonl(addr);
-      sa.sin_port = htons(static_cast<uint16_t>(port));
-      if (bind(fd, reinterpret_cast<struct sockaddr*>(&sa), sizeof sa) < 0) {
-        err = errno;
-        close(fd);
-        fd = -1;
-      }
-    }
+    int fd = BindUdp4(addr, port, false);
     if (fd < 0) {
       for (uint32_t j = 0; j < i; j++) close(fds[j]);
-      return ThrowErrno(env, what, err);
+      return ThrowErrno(env, std::string(fn) + "(" + AddrPort(addr, port) + ")", -fd);
     }
     // Probe UDP_SEGMENT (Linux >= 4.18): reading the option fails with ENOPROTOOPT without it.
     int gso = 0;
@@ -1210,8 +1202,9 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   VxlanTx tx;
-  if (info.Length() > 10 && !info[10].IsUndefined()) {
-    // Optional: tunnelFd, srcAddr, tapMac (Uint8Array of 6) for the UDP-tunnel GSO path.
+  if (info.Length() > 10 && !info[10].IsUndefined() &&
+      !(info[10].IsNumber() && info[10].As<Napi::Number>().DoubleValue() == -1)) {
+    // Optional: tunnelFd (-1: none), srcAddr, tapMac (Uint8Array of 6) for the UDP-tunnel GSO path.
     uint8_t* mac;
     size_t macLen;
     uint32_t tfd;
@@ -1298,10 +1291,7 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
         iov[1].iov_len = flen;
         niov = 2;
       }
-      memset(&t_addrs[j], 0, sizeof t_addrs[j]);
-      t_addrs[j].sin_family = AF_INET;
-      t_addrs[j].sin_addr.s_addr = htonl(dstAddrs[idx]);
-      t_addrs[j].sin_port = htons(tx.dstPort);
+      t_addrs[j] = Sockaddr4(dstAddrs[idx], tx.dstPort);
       SetMsg(j, iov, niov, &t_addrs[j]);
       t_plainLen[j] = podwire::kVxlanLen + flen;
       t_plainEntry[j] = i;
@@ -1326,11 +1316,7 @@ Napi::Value SendVxlanBatch(const Napi::CallbackInfo& info) {
       tx.errors++;
       continue;
     }
-    struct sockaddr_in dst;
-    memset(&dst, 0, sizeof dst);
-    dst.sin_family = AF_INET;
-    dst.sin_addr.s_addr = htonl(dstAddrs[idx]);
-    dst.sin_port = htons(tx.dstPort);
+    struct sockaddr_in dst = Sockaddr4(dstAddrs[idx], tx.dstPort);
     if (!SendSegments(&tx, plan, fd, &dst)) {
       stopAt = i;
       stopped = true;

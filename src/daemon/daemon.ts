@@ -44,6 +44,7 @@ import type { TraceFilter } from '../dataplane/trace.ts';
 import { Explainer } from './explain.ts';
 import { IPPROTO_UDP } from '../wire/ipv4.ts';
 import { NodeIpam } from '../control/ipam.ts';
+import { writeMac } from '../wire/ethernet.ts';
 import {
   ipToU32, u32ToIp, parseCidr, macFromIp, macFromString, macToString, tapNameFor,
   POD_MAC_PREFIX, ROUTER_MAC_PREFIX, HOST_MAC_PREFIX, TUNNEL_MAC_PREFIX,
@@ -214,7 +215,7 @@ export class Daemon {
     if (this.vnet) {
       this.udpSenders = this.addon.openUdpSender(selfIp, 0, 16);
       this.addon.enableUdpGro(this.udpFd);
-      if (this.opts.tunnelGso !== 'off') await this.openTunnelTap();
+      if (this.opts.tunnelGso !== 'off') await this.setUpTunnelTap();
     }
     this.ports.attach(PortKind.Overlay, this.rawFd, 0, 0, selfIp, 'overlay', OVERLAY_PORT);
     const uw = new this.addon.FdWatcher(this.udpFd, () => { this.onOverlayReadable(); this.busyPoll(); });
@@ -241,9 +242,7 @@ export class Daemon {
     this.timers.push(setInterval(() => this.ct.gc(Date.now(), 4096), 100));
     this.timers.push(setInterval(() => { void this.refreshMtu(); }, 2_000));
     await this.listen();
-    this.log(`data path: ${!this.vnet ? 'plain frames (no offloads)'
-      : this.tunnelFd >= 0 ? `super-frames (virtio-net header, checksum + TSO offloads; VXLAN super-frames written whole to ${this.opts.tunnelIf ?? 'podwire-gso'} and segmented by the kernel (UDP-tunnel GSO), received whole or coalesced from UDP_GRO)`
-        : 'super-frames (virtio-net header, checksum + TSO offloads; VXLAN segmentation with UDP_SEGMENT, coalescing with UDP_GRO)'}`);
+    this.log(`data path: ${this.dataPath}; overlay segmentation: ${this.overlaySegmentation}`);
     const bp = this.opts.busyPollMicros ?? 0;
     this.log(bp > 0 ? `busy polling: after traffic, every data fd is polled for ${bp} µs before sleeping (lower latency, CPU spent while idle)` : 'busy polling: off (the data path sleeps in epoll between batches)');
     this.log(`node ${self.name}: pod CIDR ${self.podCIDR}, gateway ${u32ToIp(this.routes.gatewayIp)}, underlay ${self.internalIP} on ${this.underlayIf} (MTU ${underlayMtu}), pod MTU ${this.podMtu}, VXLAN VNI ${this.opts.vni} port ${this.opts.vxlanPort}`);
@@ -294,9 +293,9 @@ export class Daemon {
    * The UDP-tunnel GSO path (see DaemonOptions.tunnelGso): a TAP that only ever gets written to.
    * What comes in through it is a VXLAN packet from this node's own underlay address, so the TAP
    * must accept a local source (accept_local, no reverse-path filter) and the node must forward.
-   * Without kernel support the addon throws and super-frames are segmented in the addon.
+   * Without kernel support openTunnelTap throws and super-frames are segmented in the addon.
    */
-  private async openTunnelTap(): Promise<void> {
+  private async setUpTunnelTap(): Promise<void> {
     const name = this.opts.tunnelIf ?? 'podwire-gso';
     let tap: TapHandle;
     try {
@@ -318,7 +317,17 @@ export class Daemon {
       return;
     }
     this.tunnelFd = tap.fd;
-    this.tunnelMac.set([mac.hi >> 8, mac.hi & 0xff, mac.lo >>> 24, (mac.lo >>> 16) & 0xff, (mac.lo >>> 8) & 0xff, mac.lo & 0xff]);
+    writeMac(new DataView(this.tunnelMac.buffer), 0, mac.hi, mac.lo);
+  }
+
+  /** How frames cross the TAPs (status and the start-up log say the same). */
+  get dataPath(): string { return this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames'; }
+  /** Who cuts super-frames for other nodes into VXLAN datagrams, and how the receiver rebuilds them. */
+  get overlaySegmentation(): string {
+    if (!this.vnet) return 'none (plain frames)';
+    return this.tunnelFd >= 0
+      ? `kernel (UDP-tunnel GSO through ${this.opts.tunnelIf ?? 'podwire-gso'}; received whole)`
+      : 'addon (UDP_SEGMENT; coalesced from UDP_GRO on receipt)';
   }
 
   /** Pod MTU: underlay MTU − 50 (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14). */
@@ -470,9 +479,7 @@ export class Daemon {
       }
       const done = p === OVERLAY_PORT
         ? (this.vnet
-          ? (this.tunnelFd >= 0
-            ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort, this.tunnelFd, this.routes.selfUnderlayIp, this.tunnelMac)
-            : this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort))
+          ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort, this.tunnelFd, this.routes.selfUnderlayIp, this.tunnelMac)
           : this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n))
         : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
       c.txPackets[p] += done;
@@ -832,8 +839,8 @@ export class Daemon {
     return {
       node: this.self.name, podCIDR: this.self.podCIDR, internalIP: this.self.internalIP,
       gateway: u32ToIp(this.routes.gatewayIp), podMtu: this.podMtu, underlayMtu: this.dp.cfg.underlayMtu,
-      dataPath: this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames',
-      overlaySegmentation: !this.vnet ? 'none (plain frames)' : this.tunnelFd >= 0 ? 'kernel (UDP-tunnel GSO through a TAP)' : 'addon (UDP_SEGMENT)',
+      dataPath: this.dataPath,
+      overlaySegmentation: this.overlaySegmentation,
       busyPollMicros: this.opts.busyPollMicros ?? 0,
       nodes: [...this.nodes.values()].map((n) => ({ name: n.name, podCIDR: n.podCIDR, internalIP: n.internalIP, overlay: n.overlay })),
       pods,

@@ -150,7 +150,7 @@ export interface Addon {
    * fewer than `count` means the socket buffer is full (EAGAIN). A super-frame of which only some
    * pieces went out before EAGAIN is NOT consumed: sending it again duplicates those pieces, which
    * TCP ignores (a hole would cost it a retransmission).
-   * With `tunnelFd` (a TAP from openTunnelTap), `srcAddr` (this node's underlay address) and
+   * With `tunnelFd` (a TAP from openTunnelTap; -1 or absent: none), `srcAddr` (this node's underlay address) and
    * `tapMac` (that TAP's MAC), TCPV4 super-frames with NEEDS_CSUM are not segmented here: each is
    * written whole to the TAP as one VXLAN packet with a UDP-tunnel GSO header, and the kernel
    * routes it to the underlay and segments it only where it must (stats().vxlanTunnelSends). If

@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon, OFFLOAD, VNET, type Addon } from '../../src/io/native.ts';
+import { SLOT_SIZE, HEADROOM } from '../../src/frame/slab.ts';
 import { addonInNetns } from './helpers/netns-helper.ts';
 
 const canRun =
@@ -28,9 +29,8 @@ const VNI = 0x00abcdef;
 const EINVAL = 22;
 const VNET_LEN = 12;
 const VXLAN_LEN = 8;
-/** The daemon's slot: headroom + vnet header + 64 KiB + slack (src/frame/slab.ts). */
-const SLOT = 64 + 12 + 65536 + 64;
-const HEADROOM = 64;
+/** The daemon's slot layout: headroom + vnet header + 64 KiB + slack. */
+const SLOT = SLOT_SIZE;
 
 const MAC_DST = [0x02, 0, 0, 0, 0, 0x0b];
 const MAC_SRC = [0x02, 0, 0, 0, 0, 0x0a];

@@ -13,6 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { loadAddon, openTunnelTap } from '../../../src/io/native.ts';
+import { SLOT_SIZE, HEADROOM } from '../../../src/frame/slab.ts';
 
 const ipToU32 = (ip: string) => ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
 const mode = process.argv[2];
@@ -47,15 +48,16 @@ if (mode === 'send') {
   console.log(JSON.stringify({ results, mac: tunnel?.mac }));
 } else if (mode === 'recv') {
   const fd = addon.openUdp(ipToU32(req.addr), req.port);
-  const SLOT = 64 + 12 + 65536 + 64, MAX = 16;
-  const buf = new Uint8Array(SLOT * MAX), lens = new Int32Array(MAX), srcs = new Uint32Array(MAX);
+  const MAX = 16;   // the daemon's slot layout
+  const buf = new Uint8Array(SLOT_SIZE * MAX), lens = new Int32Array(MAX), srcs = new Uint32Array(MAX);
   const slots: { len: number; src: number; data: string }[] = [];
   const deadline = Date.now() + req.timeoutMs;
   console.error('ready');
   while (slots.length < req.want && Date.now() < deadline) {
-    const n = addon.recvVxlanBatch(fd, buf, 0, SLOT, 64, MAX, lens, srcs, req.innerMtu);
+    const n = addon.recvVxlanBatch(fd, buf, 0, SLOT_SIZE, HEADROOM, MAX, lens, srcs, req.innerMtu);
     for (let i = 0; i < n; i++) {
-      slots.push({ len: lens[i], src: srcs[i], data: Buffer.from(buf.subarray(i * SLOT + 64, i * SLOT + 64 + Math.max(0, lens[i]))).toString('base64') });
+      const at = i * SLOT_SIZE + HEADROOM;
+      slots.push({ len: lens[i], src: srcs[i], data: Buffer.from(buf.subarray(at, at + Math.max(0, lens[i]))).toString('base64') });
     }
     if (n === 0) await new Promise((r) => setTimeout(r, 5));
   }
