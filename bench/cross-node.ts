@@ -19,8 +19,9 @@
  *       latency costs in throughput.
  *   Only one lab exists at a time, so the idle one costs nothing: every run brings up a fresh podwire
  *   lab, measures, removes it, then does the same with a fresh kernel lab and a busy-poll lab (the
- *   order flips every run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). The
- *   table shows medians.
+ *   order flips every run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). Pings
+ *   are measured last, at least 15 s after the lab came up (`pastStartup`: V8's one-off start-up
+ *   GCs land around 8 s). The table shows medians.
  *
  * How to read the figures
  *   - Read the ratio column (podwire / kernel), not absolutes: the machine is shared and has 2 cores.
@@ -43,7 +44,7 @@ import { labUp, labApply, labPods, kernelPodUp, type LabState } from '../src/lab
 import type { PodObj } from '../src/control/manifests.ts';
 import {
   uniquePrefix, benchPodManifest, inFreshLab, installSignalHandlers, findDaemonPid, Results, progress, measureTcp, measureUdp, measureSaturated, measurePing,
-  warmUp, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, type Side, type Metric,
+  warmUp, pastStartup, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, type Side, type Metric,
 } from './lib.ts';
 import type { BenchOptions } from './same-node.ts';
 
@@ -91,20 +92,23 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
           nodes: 2, prefix, servePorts: false, kernelNodes: which === 'kernel' ? ['node1', 'node2'] : [],
           busyPollMicros: which === 'busypoll' ? BUSY_POLL_MICROS : 0,
         });
+        const upAt = Date.now();
         const side = which === 'kernel' ? await kernelSide(lab) : { ...(await podwireSide(lab)), name: which };
         ifaces[which] ??= (await podIfSummary(side.clientNs)).text;
         await warmUp(side);
         if (which === 'busypoll') {
           // The same data path with --busy-poll: what it buys (latency) and what it costs (CPU
           // that the pods' own processes no longer get, which shows in TCP throughput).
-          await measurePing(side, r, 200);
           await measureTcp(side, r, o.seconds, 1);
+          await pastStartup(upAt);
+          await measurePing(side, r, 200);
           return;
         }
         await measureTcp(side, r, o.seconds, 1);
         await measureTcp(side, r, o.seconds, 4);
         await measureUdp(side, r, o.seconds, o.udpRate);
         if (which === 'podwire') await measureSaturated(side, r);
+        await pastStartup(upAt);
         await measurePing(side, r, 200);
       });
     }

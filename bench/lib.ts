@@ -489,7 +489,7 @@ export async function measureSaturated(side: Side, r: Results, count = 2_000_000
     const hop: string = route.gateway ?? side.serverIp;
     const neigh = JSON.parse((await nsExec(side.clientNs, ['ip', '-j', 'neigh', 'show', hop, 'dev', 'eth0'], 5_000)).stdout)[0];
     if (!neigh?.lladdr) throw new Error(`no neighbour entry for ${hop} in ${side.clientNs}`);
-    const conf = `{ eth(da=${neigh.lladdr}, sa=${srcMac}), ipv4(saddr=${srcIp}, daddr=${side.serverIp}, ttl=64), udp(sp=40000, dp=9), fill(0x41, 18) }\n`;
+    const conf = `{ eth(da=${neigh.lladdr}, sa=${srcMac}), ipv4(saddr=${srcIp}, daddr=${side.serverIp}, ttl=64, df, id=dinc(0, 65535)), udp(sp=40000, dp=9), fill(0x41, 18) }\n`;
     const sink = spawn('ip', ['netns', 'exec', side.serverNs, 'timeout', '60', 'python3', '-c',
       `import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9)); s.connect(('${srcIp}', 40000)); time.sleep(60)`], { stdio: 'ignore' });
     try {
@@ -514,6 +514,18 @@ export async function measurePing(side: Side, r: Results, count = 200): Promise<
     r.push(`${side.name}:ping:p90`, p.p90 * 1000);
     r.push(`${side.name}:ping:lost`, p.sent - p.replies);
   });
+}
+
+/**
+ * Wait until the lab's daemons are at least 15 s old before a latency measurement. V8's memory
+ * reducer runs a few major GCs about 8 s after a process's start-up GC (seen with `--trace-gc`:
+ * at 8.1-9.4 s in both daemons), and their concurrent marking takes one of this machine's two
+ * cores; a ping measured then measures that transient, not the data path. After it, a daemon
+ * that allocates nothing per packet has nothing for the collector to do.
+ */
+export async function pastStartup(upAt: number, ms = 15_000): Promise<void> {
+  const wait = upAt + ms - Date.now();
+  if (wait > 0) await sleep(wait);
 }
 
 /** A short TCP transfer so both sides start warm (the daemon's JIT, ARP/FDB entries, conntrack). */

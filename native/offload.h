@@ -583,6 +583,102 @@ inline bool InspectTcp4Super(const uint8_t* f, uint32_t len, uint32_t innerMtu, 
   return true;
 }
 
+// ---------------------------------------------------------------------------------------------
+// UDP runs toward a TAP (USO on write)
+// ---------------------------------------------------------------------------------------------
+//
+// Writing a frame into a TAP costs about a microsecond of kernel time (the syscall, an skb, and
+// the receiving namespace's IP input), whatever its size. Consecutive small UDP datagrams of one
+// flow can go as one write instead: a "USO" frame that the kernel cuts back into the datagrams
+// after its IP input, as it does for a UDP_SEGMENT send or for UDP GRO forwarding.
+//
+//   datagram k:  [vnet NONE][ Eth | IPv4 (ID id0 + k) | UDP (len 8 + pk) | pk ]   k = 0 .. n-1
+//
+//   one write:   [vnet {NEEDS_CSUM, UDP_L4, hdr_len 42, gso_size p0, csum_start 34, offset 6}]
+//                [ Eth | IPv4 (len 28 + P, ID id0, checksum) | UDP (len 8 + P, pseudo-header sum) ]
+//                [ p0 | p1 | ... | pn-1 ]         (P = sum of pk; gathered by writev, not copied)
+//
+// The kernel's segmentation (__udp_gso_segment, inet_gso_segment) gives every piece the headers
+// of the first with its own IPv4 length, ID id0 + k and checksum, its own UDP length, and a UDP
+// checksum completed from the pseudo-header sum. So the datagrams come out byte for byte as they
+// went in when: untagged IPv4 without options, not a fragment, the same MACs, TOS, flags, TTL,
+// addresses and ports; IDs consecutive (a connected Linux socket's are); every payload p0 long but
+// the last, which may be shorter; lengths that agree with the frame; and checksums known good.
+// The checksum rule keeps a bad datagram from being laundered: its UDP checksum is verified here
+// unless the virtio-net header says NEEDS_CSUM (a local sender left it to offload) or DATA_VALID;
+// a datagram sent without a UDP checksum (0) is not merged, since its piece would get one.
+
+constexpr uint32_t kUdpRunHdr = kEthLen + 20 + 8;  // 42: the headers a USO frame starts with
+constexpr uint32_t kMaxUdpRun = 64;                // datagrams per USO write
+
+// One datagram that may join a run: its frame (after the virtio-net header) and what a run
+// compares.
+struct UdpDatagram {
+  const uint8_t* f;   // Ethernet header
+  uint32_t payload;   // UDP payload bytes
+  uint16_t id;        // IPv4 ID
+};
+
+// Is v[0, len) -- a 12-byte virtio-net header and a frame -- a UDP/IPv4 datagram that may travel
+// in a USO write (see the rules above)? Fills *d when it is.
+inline bool InspectUdp4Datagram(const uint8_t* v, uint32_t len, UdpDatagram* d) {
+  if (len < kVnetLen + kUdpRunHdr + 1) return false;
+  const VnetView vh = ReadVnet(v);
+  if (vh.gsoType != kGsoNone) return false;
+  const bool partial = vh.flags == kVnetFNeedsCsum;
+  if (partial ? (vh.csumStart != kEthLen + 20 || vh.csumOffset != 6)
+              : (vh.flags != 0 && vh.flags != kVnetFDataValid)) {
+    return false;
+  }
+  const uint8_t* f = v + kVnetLen;
+  const uint8_t* ip = f + kEthLen;
+  if (Be16(f + 12) != kEthIpv4 || ip[0] != 0x45 || ip[9] != kProtoUdp) return false;
+  if ((Be16(ip + 6) & 0x3fff) != 0) return false;  // MF or a fragment offset
+  const uint32_t total = Be16(ip + 2);
+  if (total != len - kVnetLen - kEthLen || CsumFold(CsumAdd(ip, 20, 0)) != 0xffff) return false;
+  const uint8_t* udp = ip + 20;
+  const uint32_t ulen = Be16(udp + 4);
+  if (ulen != total - 20 || ulen <= 8) return false;
+  if (vh.flags == 0) {
+    if (LoadHost16(udp + 6) == 0) return false;
+    if (CsumFold(PseudoV4(ip, kProtoUdp, ulen) + CsumAdd(udp, ulen, 0)) != 0xffff) return false;
+  }
+  d->f = f;
+  d->payload = ulen - 8;
+  d->id = Be16(ip + 4);
+  return true;
+}
+
+// May datagram b follow a run that starts with a and has k datagrams so far? (Lengths are checked
+// by the caller, which also decides where the run ends.)
+inline bool UdpRunCanJoin(const UdpDatagram& a, const UdpDatagram& b, uint32_t k) {
+  const uint8_t *ia = a.f + kEthLen, *ib = b.f + kEthLen;
+  return b.id == static_cast<uint16_t>(a.id + k) &&
+         memcmp(a.f, b.f, 12) == 0 &&            // MACs
+         ia[1] == ib[1] &&                       // TOS
+         Be16(ia + 6) == Be16(ib + 6) &&         // flags (DF)
+         ia[8] == ib[8] &&                       // TTL
+         memcmp(ia + 12, ib + 12, 8) == 0 &&     // addresses
+         memcmp(ia + 20, ib + 20, 4) == 0;       // ports
+}
+
+// The header of a USO write for a run that starts with datagram a and carries `total` payload
+// bytes: hdr[0, kVnetLen + kUdpRunHdr).
+inline void BuildUdpRunHeader(uint8_t* hdr, const UdpDatagram& a, uint32_t total) {
+  WriteVnet(hdr, kVnetFNeedsCsum, kGsoUdpL4, static_cast<uint16_t>(kUdpRunHdr),
+            static_cast<uint16_t>(a.payload), kEthLen + 20, 6);
+  uint8_t* f = hdr + kVnetLen;
+  memcpy(f, a.f, kUdpRunHdr);
+  uint8_t* ip = f + kEthLen;
+  uint8_t* udp = ip + 20;
+  PutBe16(ip + 2, 28 + total);
+  PutBe16(ip + 10, 0);
+  StoreHost16(ip + 10, static_cast<uint16_t>(~CsumFold(CsumAdd(ip, 20, 0))));
+  PutBe16(udp + 4, 8 + total);
+  // NEEDS_CSUM: the field holds the pseudo-header sum, not complemented; the kernel adds the rest.
+  StoreHost16(udp + 6, CsumFold(PseudoV4(ip, kProtoUdp, 8 + total)));
+}
+
 }  // namespace podwire
 
 #endif  // PODWIRE_NATIVE_OFFLOAD_H_

@@ -107,6 +107,13 @@ thread_local struct sockaddr_in t_addrs[kBatch];
 
 // readBatch: the byte past the end of a slot, to detect frames that do not fit (never read).
 thread_local uint8_t t_spare;
+// The most one TAP read can return: a 12-byte virtio-net header and a 64 KiB super-frame (a TAP's
+// GSO limit is 64 KiB including headers; IPv4's total length is 16 bits), with 64 bytes to spare.
+constexpr size_t kMaxTapRead = 12 + 65536 + 64;
+
+// writeBatch's UDP runs: the USO header and one iovec per datagram payload.
+thread_local uint8_t t_udpRunHdr[podwire::kVnetLen + podwire::kUdpRunHdr];
+thread_local struct iovec t_udpRunIovs[podwire::kMaxUdpRun + 1];
 
 // ---------------------------------------------------------------------------------------------
 // Counters
@@ -116,6 +123,9 @@ thread_local uint8_t t_spare;
 // length outside its buffer. Process-wide (shared by all worker threads), hence atomic.
 std::atomic<uint64_t> g_writeErrors{0};
 std::atomic<uint64_t> g_sendErrors{0};
+std::atomic<uint64_t> g_tapUdpGsoWrites{0};      // writeBatch: USO writes (runs of UDP datagrams)
+std::atomic<uint64_t> g_tapUdpGsoDatagrams{0};   // the datagrams in those writes
+std::atomic<bool> g_tapUdpGsoOff{false};         // a TAP refused a USO write: stop trying
 
 // ---------------------------------------------------------------------------------------------
 // Errno naming and error objects
@@ -426,9 +436,11 @@ Napi::Value SpinPoll(const Napi::CallbackInfo& info) {
 // readBatch(fd, buf, firstSlot, slotSize, headroom, maxFrames, lens) -> frames read
 // One read per frame (a TAP returns exactly one frame per read) until the queue is empty (EAGAIN)
 // or maxFrames frames have been read. A TAP silently truncates a frame that does not fit in the
-// buffer and returns the truncated length, so each read is a readv(2) whose second iovec is one
-// spare byte: a result longer than the slot's room means the frame was cut, and its length is
-// reported as -1 (as recvBatch does for truncated datagrams) so that JS drops it.
+// buffer and returns the truncated length, so into a slot smaller than kMaxTapRead each read is a
+// readv(2) whose second iovec is one spare byte: a result longer than the slot's room means the
+// frame was cut, and its length is reported as -1 (as recvBatch does for truncated datagrams) so
+// that JS drops it. Into a slot with room for kMaxTapRead (the daemon's) nothing can be cut, and
+// each read is a plain read(2).
 Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "readBatch";
@@ -451,13 +463,16 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
 
   uint32_t n = 0;
   const size_t room = s.slotSize - s.headroom;
+  // A slot with room for the largest frame a TAP can hand out needs no spare byte: one read(2)
+  // into one buffer is the kernel's cheapest copy (a single user buffer, no iovec to import).
+  const bool roomy = room >= kMaxTapRead;
   struct iovec iov[2];
   iov[1].iov_base = &t_spare;
   iov[1].iov_len = 1;
   while (n < s.maxFrames) {
     iov[0].iov_base = buf + (static_cast<size_t>(s.firstSlot) + n) * s.slotSize + s.headroom;
     iov[0].iov_len = room;
-    ssize_t r = readv(fd, iov, 2);
+    ssize_t r = roomy ? read(fd, iov[0].iov_base, room) : readv(fd, iov, 2);
     if (r < 0) {
       int err = errno;
       if (err == EINTR) continue;
@@ -473,10 +488,46 @@ Napi::Value ReadBatch(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
-// writeBatch(fd, buf, offsets, lens, start, count) -> frames consumed
+// How many frames from offsets/lens[i] on (at most `left`) form one run of UDP datagrams that may
+// go to a TAP as one USO write (offload.h, "UDP runs toward a TAP"); 1 if frame i goes alone.
+// Fills t_udpRunHdr and t_udpRunIovs for a run of two or more.
+uint32_t PlanUdpRun(const uint8_t* buf, size_t bufLen, const uint32_t* offsets, const uint32_t* lens,
+                    uint32_t i, uint32_t left) {
+  podwire::UdpDatagram first, next;
+  if (left < 2 || !InBounds(offsets[i], lens[i], bufLen) ||
+      !podwire::InspectUdp4Datagram(buf + offsets[i], lens[i], &first)) {
+    return 1;
+  }
+  uint32_t k = 1, total = first.payload;
+  if (left > podwire::kMaxUdpRun) left = podwire::kMaxUdpRun;
+  while (k < left) {
+    const uint32_t off = offsets[i + k], len = lens[i + k];
+    if (!InBounds(off, len, bufLen) || !podwire::InspectUdp4Datagram(buf + off, len, &next) ||
+        next.payload > first.payload || 28 + total + next.payload > 0xffff ||
+        !podwire::UdpRunCanJoin(first, next, k)) {
+      break;
+    }
+    t_udpRunIovs[k + 1] = {const_cast<uint8_t*>(next.f) + podwire::kUdpRunHdr, next.payload};
+    total += next.payload;
+    k++;
+    if (next.payload < first.payload) break;  // a shorter datagram ends the run
+  }
+  if (k < 2) return 1;
+  podwire::BuildUdpRunHeader(t_udpRunHdr, first, total);
+  t_udpRunIovs[0] = {t_udpRunHdr, sizeof t_udpRunHdr};
+  t_udpRunIovs[1] = {const_cast<uint8_t*>(first.f) + podwire::kUdpRunHdr, first.payload};
+  return k;
+}
+
+// writeBatch(fd, buf, offsets, lens, start, count, udpRuns = false) -> frames consumed
 // One write(2) per frame. Stops at EAGAIN (the device queue is full; JS retries from there).
 // Any other failure (EIO while the link is down, EINVAL for a runt frame, ...) and any
 // offset/length outside `buf` drops that frame: it is counted in writeErrors and consumed.
+//
+// udpRuns (a TAP with a virtio-net header; every frame starts with its 12-byte header): runs of
+// consecutive UDP datagrams of one flow go as one USO write each (PlanUdpRun), which the kernel
+// cuts back into the same datagrams. If the kernel refuses such a write (EINVAL: no UDP_L4 GSO
+// from a TAP), the run goes frame by frame and runs are not tried again.
 Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* fn = "writeBatch";
@@ -493,9 +544,29 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
       !ArgRange(info, 4, fn, offsetsLen < lensLen ? offsetsLen : lensLen, &start, &count)) {
     return env.Undefined();
   }
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsBoolean()) {
+    return ThrowType(env, "writeBatch: udpRuns must be a boolean");
+  }
+  const bool udpRuns = info.Length() > 6 && info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
 
   uint32_t i = 0;
   while (i < count) {
+    if (udpRuns && !g_tapUdpGsoOff.load(std::memory_order_relaxed)) {
+      const uint32_t k = PlanUdpRun(buf, bufLen, offsets + start, lens + start, i, count - i);
+      if (k > 1) {
+        ssize_t r;
+        do r = writev(fd, t_udpRunIovs, static_cast<int>(k + 1)); while (r < 0 && errno == EINTR);
+        if (r >= 0) {
+          g_tapUdpGsoWrites.fetch_add(1, std::memory_order_relaxed);
+          g_tapUdpGsoDatagrams.fetch_add(k, std::memory_order_relaxed);
+          i += k;
+          continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        if (errno == EINVAL) g_tapUdpGsoOff.store(true, std::memory_order_relaxed);
+        // Otherwise (EIO: link down, ...) the frames go one by one below and meet the same error.
+      }
+    }
     uint32_t off = offsets[start + i], len = lens[start + i];
     if (!InBounds(off, len, bufLen)) {
       g_writeErrors.fetch_add(1, std::memory_order_relaxed);
@@ -1640,6 +1711,9 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   set("vxlanTunnelSends", g_vxlanTunnelSends);
   set("vxlanTunnelReceived", g_vxlanTunnelRecv);
   o.Set("udpTunnelGso", Napi::Boolean::New(env, !g_tunnelOff.load(std::memory_order_relaxed)));
+  set("tapUdpGsoWrites", g_tapUdpGsoWrites);
+  set("tapUdpGsoDatagrams", g_tapUdpGsoDatagrams);
+  o.Set("tapUdpGso", Napi::Boolean::New(env, !g_tapUdpGsoOff.load(std::memory_order_relaxed)));
   set("vxlanPlainGsoSends", g_vxlanPlainGsoSends);
   set("vxlanPlainGsoDatagrams", g_vxlanPlainGsoDatagrams);
   set("vxlanSuperFrames", g_vxlanSuperFrames);

@@ -481,7 +481,7 @@ export class Daemon {
         ? (this.vnet
           ? this.addon.sendVxlanBatch(this.udpSenders, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedHash, start, n, this.opts.vni, this.opts.vxlanPort, this.tunnelFd, this.routes.selfUnderlayIp, this.tunnelMac)
           : this.addon.sendBatch(this.rawFd, u8, tx.sortedOff, tx.sortedLen, tx.sortedDst, tx.sortedDstPort, start, n))
-        : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n);
+        : this.addon.writeBatch(ports.fd[p], u8, tx.sortedOff, tx.sortedLen, start, n, this.vnet);
       c.txPackets[p] += done;
       for (let i = start; i < start + done; i++) c.txBytes[p] += tx.sortedLen[i];
       for (let i = done; i < n; i++) c.drop(p, Drop.TxQueueFull);

@@ -62,9 +62,15 @@ export interface Addon {
    * Write `count` frames (`offsets[start + i]`, `lens[start + i]` within `buf`) to `fd`.
    * Returns how many were consumed: written, or failed with a permanent error (those are added to
    * the addon's error counter). Stops early on EAGAIN, so `returned < count` means the queue is full.
+   *
+   * `udpRuns` (for a TAP with a virtio-net header, every frame starting with its 12-byte header):
+   * consecutive UDP/IPv4 datagrams of one flow -- same headers but for consecutive IPv4 IDs, equal
+   * payload sizes but the last, checksums known good -- go as one USO write (gso_type UDP_L4) that
+   * the kernel cuts back into the same datagrams after its IP input: one write and one pass through
+   * the receiving stack's IP layer per run instead of per datagram (stats().tapUdpGsoWrites).
    */
   writeBatch(fd: number, buf: Uint8Array, offsets: Uint32Array, lens: Uint32Array,
-             start: number, count: number): number;
+             start: number, count: number, udpRuns?: boolean): number;
   /** Open a non-blocking UDP socket bound to `addr` (IPv4, host-order u32; 0 = any) and `port`. */
   openUdp(addr: number, port: number): number;
   /**
@@ -198,6 +204,11 @@ export interface OffloadStats {
   vxlanSegments: number;
   /** sendmsg calls with UDP_SEGMENT that succeeded (each carrying up to 64 segments). */
   vxlanGsoSends: number;
+  /** writeBatch(…, udpRuns): USO writes to TAPs, and the UDP datagrams they carried. */
+  tapUdpGsoWrites: number;
+  tapUdpGsoDatagrams: number;
+  /** false once a TAP has refused a USO write (runs then go frame by frame). */
+  tapUdpGso: boolean;
   /**
    * Runs of equal-size single datagrams (small frames) for one destination sent as one
    * UDP_SEGMENT message, and the datagrams in them: the kernel carries a run as one skb.

@@ -75,6 +75,28 @@ for (const { offload, tunnelGso, title } of CONFIGS) {
       expect(await echo('b1', '10.244.3.10')).toBe('k1');
       expect(await echo({ netns: `${lab.s.prefix}-node3-default-k1` }, '10.244.1.10')).toBe('a1');
     });
+    it(`UDP: 3000 datagrams to a1 from the same node and from another arrive whole and in order${offload === 'auto' ? ', written to its TAP in USO runs' : ''}`, async () => {
+      const usoWrites = async () => (await adminRequest<{ addon: { tapUdpGsoWrites: number; tapUdpGsoDatagrams: number } }>(lab.node('node1').socket, { op: 'counters' })).addon;
+      for (const [from, port] of [['a2', 7001], ['b1', 7002]] as const) {
+        const before = await usoWrites();
+        const receiver = lab.execPod('a1', ['python3', path.join(TOOLS, 'udp-stream.py'), 'recv', String(port), '3000', '3'], 60_000);
+        await new Promise((r) => setTimeout(r, 500));
+        const sent = await lab.execPod(from, ['python3', path.join(TOOLS, 'udp-stream.py'), 'send', '10.244.1.10', String(port), '3000', '1000'], 60_000);
+        const got = await receiver;
+        expect(sent.code, sent.stderr).toBe(0);
+        expect(got.code, got.stderr).toBe(0);
+        const tx = JSON.parse(sent.stdout.trim().split('\n').pop()!), rx = JSON.parse(got.stdout.trim().split('\n').pop()!);
+        expect(rx).toMatchObject({ received: 3000, size: 1000, sha256: tx.sha256 });
+        const after = await usoWrites();
+        if (offload === 'auto') {
+          // The sender's datagrams (DF, consecutive IDs) reached a1's TAP in runs, several per write.
+          expect(after.tapUdpGsoWrites).toBeGreaterThan(before.tapUdpGsoWrites);
+          expect(after.tapUdpGsoDatagrams - before.tapUdpGsoDatagrams).toBeGreaterThan(2 * (after.tapUdpGsoWrites - before.tapUdpGsoWrites) - 1);
+        } else {
+          expect(after.tapUdpGsoWrites).toBe(before.tapUdpGsoWrites);
+        }
+      }
+    });
     if (offload === 'auto') {
       it(`really moved super-frames, segmented by the ${tunnelGso === 'auto' && kernelHasTunnelGso ? 'kernel (written whole, received whole)' : 'addon (UDP_SEGMENT, then coalesced)'}`, async () => {
         type Addon = { vxlanGsoSends: number; vxlanSuperFrames: number; vxlanTunnelSends: number; vxlanTunnelReceived: number; udpTunnelGso: boolean };
