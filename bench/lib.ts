@@ -479,7 +479,10 @@ export async function measureUdp(side: Side, r: Results, seconds: number, rate: 
  * nodes. The server pod holds a UDP socket on the port, connected to the flow's source as
  * iperf3's server connects its UDP socket, that never reads: what reaches it is dropped at its
  * receive buffer (the receiving pod's kernel work up to there runs inside the daemon's TAP write
- * and is charged to the daemon). Bounded by count and by a 30 s timeout.
+ * and is charged to the daemon). The frames carry DF and consecutive IPv4 IDs, as a connected
+ * Linux UDP socket's datagrams do, so the daemon may write them into the receiving TAP in USO runs;
+ * frames the sending TAP drops when its queue is full leave gaps in the IDs, and a gap ends a run.
+ * Bounded by count and by a 30 s timeout.
  */
 export async function measureSaturated(side: Side, r: Results, count = 2_000_000): Promise<void> {
   await r.attempt(`${side.name} trafgen 64 B`, async () => {
