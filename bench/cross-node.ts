@@ -39,6 +39,7 @@
  * Safety: every namespace is the bench's own (unique prefix per lab); nothing is configured in the
  * root namespace; every command is time-bounded; everything is removed in `finally` and on SIGINT.
  */
+import * as os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { labUp, labApply, labPods, kernelPodUp, type LabState } from '../src/lab/lab.ts';
 import type { PodObj } from '../src/control/manifests.ts';
@@ -118,6 +119,8 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
     { name: 'TCP 1 stream (Gbit/s)', podwire: r.get('podwire:tcp1:gbps'), kernel: r.get('kernel:tcp1:gbps') },
     { name: 'TCP 4 streams (Gbit/s)', podwire: r.get('podwire:tcp4:gbps'), kernel: r.get('kernel:tcp4:gbps') },
     { name: 'TCP 1 stream retransmits', podwire: r.get('podwire:tcp1:retr'), kernel: r.get('kernel:tcp1:retr'), digits: 0, ratio: false },
+    { name: `TCP 1 stream: busy CPUs (of ${os.availableParallelism()})`, podwire: r.get('podwire:tcp1:busyCpus'), kernel: r.get('kernel:tcp1:busyCpus'), ratio: false },
+    { name: `TCP 4 streams: busy CPUs (of ${os.availableParallelism()})`, podwire: r.get('podwire:tcp4:busyCpus'), kernel: r.get('kernel:tcp4:busyCpus'), ratio: false },
     { name: 'UDP 64 B received (kpps)', podwire: r.get('podwire:udp:rxkpps'), kernel: r.get('kernel:udp:rxkpps'), digits: 0 },
     { name: 'UDP 64 B sent by iperf3 (kpps)', podwire: r.get('podwire:udp:sentkpps'), kernel: r.get('kernel:udp:sentkpps'), digits: 0, ratio: false },
     { name: 'UDP 64 B loss (%)', podwire: r.get('podwire:udp:loss'), kernel: r.get('kernel:udp:loss'), digits: 1, ratio: false },

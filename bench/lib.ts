@@ -19,6 +19,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -447,12 +448,24 @@ export async function withDaemons<T>(side: Side, r: Results, key: string, fn: ()
   return out;
 }
 
+/** The machine's CPU time so far from /proc/stat, in clock ticks: all of it, and the busy part (not idle or iowait). */
+export function machineCpuTicks(): { total: number; busy: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { total, busy: total - f[3] - f[4] };
+}
+
 export async function measureTcp(side: Side, r: Results, seconds: number, streams: number): Promise<void> {
   const key = `tcp${streams}`;
   await r.attempt(`${side.name} TCP -P ${streams}`, async () => {
+    const c0 = machineCpuTicks();
     const t = await withDaemons(side, r, key, () => iperfTcp(side.clientNs, side.serverNs, side.serverIp, seconds, streams, side.targetPort));
+    const c1 = machineCpuTicks();
     r.push(`${side.name}:${key}:gbps`, t.bps / 1e9);
     r.push(`${side.name}:${key}:retr`, t.retransmits);
+    // How many of the machine's CPUs were busy, whoever used them: whether a second worker would
+    // have had an idle core to run on.
+    r.push(`${side.name}:${key}:busyCpus`, ((c1.busy - c0.busy) / (c1.total - c0.total)) * os.availableParallelism());
   });
 }
 
