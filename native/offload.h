@@ -604,9 +604,11 @@ inline bool InspectTcp4Super(const uint8_t* f, uint32_t len, uint32_t innerMtu, 
 // went in when: untagged IPv4 without options, not a fragment, the same MACs, TOS, flags, TTL,
 // addresses and ports; IDs consecutive (a connected Linux socket's are); every payload p0 long but
 // the last, which may be shorter; lengths that agree with the frame; and checksums known good.
-// The checksum rule keeps a bad datagram from being laundered: its UDP checksum is verified here
-// unless the virtio-net header says NEEDS_CSUM (a local sender left it to offload) or DATA_VALID;
-// a datagram sent without a UDP checksum (0) is not merged, since its piece would get one.
+// The checksum rule keeps a bad datagram from being laundered (a piece's checksum is computed
+// afresh, and nothing checks the run's): its UDP checksum is verified here unless the virtio-net
+// header says NEEDS_CSUM (a local sender left it to offload: the field holds only the pseudo-header
+// sum). DATA_VALID is not taken on trust, so a slip in an incremental NAT update cannot hide
+// either. A datagram sent without a UDP checksum (0) is not merged, since its piece would get one.
 
 constexpr uint32_t kUdpRunHdr = kEthLen + 20 + 8;  // 42: the headers a USO frame starts with
 constexpr uint32_t kMaxUdpRun = 64;                // datagrams per USO write
@@ -639,7 +641,7 @@ inline bool InspectUdp4Datagram(const uint8_t* v, uint32_t len, UdpDatagram* d) 
   const uint8_t* udp = ip + 20;
   const uint32_t ulen = Be16(udp + 4);
   if (ulen != total - 20 || ulen <= 8) return false;
-  if (vh.flags == 0) {
+  if (!partial) {
     if (LoadHost16(udp + 6) == 0) return false;
     if (CsumFold(PseudoV4(ip, kProtoUdp, ulen) + CsumAdd(udp, ulen, 0)) != 0xffff) return false;
   }

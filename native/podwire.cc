@@ -549,9 +549,10 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
   }
   const bool udpRuns = info.Length() > 6 && info[6].IsBoolean() && info[6].As<Napi::Boolean>().Value();
 
+  bool runs = udpRuns;
   uint32_t i = 0;
   while (i < count) {
-    if (udpRuns && !g_tapUdpGsoOff.load(std::memory_order_relaxed)) {
+    if (runs && !g_tapUdpGsoOff.load(std::memory_order_relaxed)) {
       const uint32_t k = PlanUdpRun(buf, bufLen, offsets + start, lens + start, i, count - i);
       if (k > 1) {
         ssize_t r;
@@ -564,7 +565,9 @@ Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         if (errno == EINVAL) g_tapUdpGsoOff.store(true, std::memory_order_relaxed);
-        // Otherwise (EIO: link down, ...) the frames go one by one below and meet the same error.
+        // Otherwise (EIO: link down, ...) the rest of this batch goes one by one below, meeting
+        // the same error and counted there, without planning more runs.
+        runs = false;
       }
     }
     uint32_t off = offsets[start + i], len = lens[start + i];

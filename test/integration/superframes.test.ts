@@ -89,9 +89,12 @@ for (const { offload, tunnelGso, title } of CONFIGS) {
         expect(rx).toMatchObject({ received: 3000, size: 1000, sha256: tx.sha256 });
         const after = await usoWrites();
         if (offload === 'auto') {
-          // The sender's datagrams (DF, consecutive IDs) reached a1's TAP in runs, several per write.
-          expect(after.tapUdpGsoWrites).toBeGreaterThan(before.tapUdpGsoWrites);
-          expect(after.tapUdpGsoDatagrams - before.tapUdpGsoDatagrams).toBeGreaterThan(2 * (after.tapUdpGsoWrites - before.tapUdpGsoWrites) - 1);
+          // The sender's datagrams (DF, consecutive IDs, bursts of 32) reached a1's TAP mostly in
+          // runs, several per write (typically ~2500 of the 3000, 15-20 per write).
+          const writes = after.tapUdpGsoWrites - before.tapUdpGsoWrites;
+          const merged = after.tapUdpGsoDatagrams - before.tapUdpGsoDatagrams;
+          expect(merged).toBeGreaterThanOrEqual(1500);
+          expect(merged / writes).toBeGreaterThanOrEqual(4);
         } else {
           expect(after.tapUdpGsoWrites).toBe(before.tapUdpGsoWrites);
         }
