@@ -619,10 +619,13 @@ struct UdpDatagram {
   const uint8_t* f;   // Ethernet header
   uint32_t payload;   // UDP payload bytes
   uint16_t id;        // IPv4 ID
+  bool partial;       // NEEDS_CSUM: the UDP checksum field holds the pseudo-header sum only
 };
 
-// Is v[0, len) -- a 12-byte virtio-net header and a frame -- a UDP/IPv4 datagram that may travel
-// in a USO write (see the rules above)? Fills *d when it is.
+// Could v[0, len) -- a 12-byte virtio-net header and a frame -- be a UDP/IPv4 datagram that travels
+// in a USO write (see the rules above)? Everything but its UDP checksum is checked; fills *d.
+// The caller checks the checksum (UdpChecksumOk) only once the datagram is about to join a run,
+// so a stream whose datagrams never merge costs no checksum work.
 inline bool InspectUdp4Datagram(const uint8_t* v, uint32_t len, UdpDatagram* d) {
   if (len < kVnetLen + kUdpRunHdr + 1) return false;
   const VnetView vh = ReadVnet(v);
@@ -641,14 +644,22 @@ inline bool InspectUdp4Datagram(const uint8_t* v, uint32_t len, UdpDatagram* d) 
   const uint8_t* udp = ip + 20;
   const uint32_t ulen = Be16(udp + 4);
   if (ulen != total - 20 || ulen <= 8) return false;
-  if (!partial) {
-    if (LoadHost16(udp + 6) == 0) return false;
-    if (CsumFold(PseudoV4(ip, kProtoUdp, ulen) + CsumAdd(udp, ulen, 0)) != 0xffff) return false;
-  }
   d->f = f;
   d->payload = ulen - 8;
   d->id = Be16(ip + 4);
+  d->partial = partial;
   return true;
+}
+
+// The checksum rule for a datagram InspectUdp4Datagram accepted: a partial checksum is the
+// sender's kernel's to finish; any other must be present (not 0) and verify.
+inline bool UdpChecksumOk(const UdpDatagram& d) {
+  if (d.partial) return true;
+  const uint8_t* ip = d.f + kEthLen;
+  const uint8_t* udp = ip + 20;
+  const uint32_t ulen = d.payload + 8;
+  return LoadHost16(udp + 6) != 0 &&
+         CsumFold(PseudoV4(ip, kProtoUdp, ulen) + CsumAdd(udp, ulen, 0)) == 0xffff;
 }
 
 // May datagram b follow a run that starts with a and has k datagrams so far? (Lengths are checked

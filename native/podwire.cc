@@ -504,7 +504,8 @@ uint32_t PlanUdpRun(const uint8_t* buf, size_t bufLen, const uint32_t* offsets, 
     const uint32_t off = offsets[i + k], len = lens[i + k];
     if (!InBounds(off, len, bufLen) || !podwire::InspectUdp4Datagram(buf + off, len, &next) ||
         next.payload > first.payload || 28 + total + next.payload > 0xffff ||
-        !podwire::UdpRunCanJoin(first, next, k)) {
+        !podwire::UdpRunCanJoin(first, next, k) ||
+        (k == 1 && !podwire::UdpChecksumOk(first)) || !podwire::UdpChecksumOk(next)) {
       break;
     }
     t_udpRunIovs[k + 1] = {const_cast<uint8_t*>(next.f) + podwire::kUdpRunHdr, next.payload};
