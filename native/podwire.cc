@@ -12,7 +12,8 @@
 // Node's `fs` and `dgram` modules cost one callback and one Buffer per frame. At packet rates that
 // per-frame crossing between JavaScript and C++ dominates everything else. So the addon works in
 // *batches*: one call from JS reads (or writes) up to N frames, using one syscall per frame for TAPs
-// (readv/write) and one syscall per 64 datagrams for UDP (recvmmsg/sendmmsg). The frames land in, or
+// (read/write; one writev per run of small UDP datagrams of one flow) and one syscall per 64
+// datagrams for UDP (recvmmsg/sendmmsg). The frames land in, or
 // are taken from, a JS-owned "slab" (a Uint8Array), and their lengths go to a JS-owned Int32Array.
 // Nothing here allocates memory per frame and nothing calls into JS per frame.
 //
