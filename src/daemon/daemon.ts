@@ -321,7 +321,12 @@ export class Daemon {
   }
 
   /** How frames cross the TAPs (status and the start-up log say the same). */
-  get dataPath(): string { return this.vnet ? 'super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads)' : 'plain frames'; }
+  /** What the TAPs carry; with super-frames, whether small UDP goes into them in USO runs (until a kernel refuses one). */
+  get dataPath(): string {
+    if (!this.vnet) return 'plain frames';
+    const runs = this.addon.stats().tapUdpGso ? 'UDP runs written as USO frames' : 'UDP written frame by frame (the kernel refused USO writes)';
+    return `super-frames (virtio-net header, CSUM+TSO4+TSO6 offloads; ${runs})`;
+  }
   /** Who cuts super-frames for other nodes into VXLAN datagrams, and how the receiver rebuilds them. */
   get overlaySegmentation(): string {
     if (!this.vnet) return 'none (plain frames)';

@@ -223,6 +223,8 @@ describe('UDP into a pod', () => {
       expect(after.tapUdpGso).toBe(false);
       expect(after.tapUdpGsoWrites).toBe(before.tapUdpGsoWrites);
     }
+    const st = await c.admin<{ dataPath: string }>('node2', { op: 'status' });
+    expect(st.dataPath).toMatch(takesUso ? /UDP runs written as USO frames/ : /UDP written frame by frame/);
   }, 300_000);
 });
 
