@@ -1,14 +1,15 @@
 // A bounded UDP stream between two pods, checked in order and by hash.
 //
 //   node udp-stream.mjs recv PORT COUNT IDLE_S        (start first; prints one JSON line, exits)
-//   node udp-stream.mjs send HOST PORT COUNT SIZE     (prints one JSON line)
+//   node udp-stream.mjs send HOST PORT COUNT SIZE [GAP_MS]   (prints one JSON line)
 //
 // The sender's socket is connected, as most UDP applications' are: Linux then sets DF and gives
 // its datagrams consecutive IPv4 IDs. Datagram i holds SIZE bytes: i (4 bytes), then bytes derived
-// from i. It goes out in bursts of 32 with a 5 ms pause, so a data plane sees runs of one flow and
-// no socket buffer overflows. Both sides print the count and the SHA-256 of the payloads in the
-// order sent or received: equal hashes mean every datagram arrived, whole and in order. The
-// receiver stops after COUNT datagrams or IDLE_S seconds without one.
+// from i. It goes out in bursts of 32 with a GAP_MS pause (default 5), so a data plane sees runs of
+// one flow and no socket buffer overflows (slow machines, e.g. emulated VMs, want a longer pause).
+// Both sides print the count and the SHA-256 of the payloads in the order sent or received: equal
+// hashes mean every datagram arrived, whole and in order. The receiver stops after COUNT
+// datagrams or IDLE_S seconds without one.
 import * as dgram from 'node:dgram';
 import { createHash } from 'node:crypto';
 
@@ -40,8 +41,9 @@ if (mode === 'recv') {
   });
   s.bind(port, arm);
 } else if (mode === 'send') {
-  const [host, portS, countS, sizeS] = args;
+  const [host, portS, countS, sizeS, gapS] = args;
   const [port, count, size] = [portS, countS, sizeS].map(Number);
+  const gapMs = gapS === undefined ? 5 : Number(gapS);
   const s = dgram.createSocket('udp4');
   await new Promise((resolve, reject) => { s.once('error', reject); s.connect(port, host, resolve); });
   const h = createHash('sha256');
@@ -49,11 +51,11 @@ if (mode === 'recv') {
     const d = payload(i, size);
     h.update(d);
     await new Promise((resolve, reject) => s.send(d, (e) => (e ? reject(e) : resolve())));
-    if (i % 32 === 31) await new Promise((r) => setTimeout(r, 5));
+    if (i % 32 === 31) await new Promise((r) => setTimeout(r, gapMs));
   }
   console.log(JSON.stringify({ sent: count, sha256: h.digest('hex') }));
   s.close();
 } else {
-  console.error('usage: udp-stream.mjs recv PORT COUNT IDLE_S | send HOST PORT COUNT SIZE');
+  console.error('usage: udp-stream.mjs recv PORT COUNT IDLE_S | send HOST PORT COUNT SIZE [GAP_MS]');
   process.exit(2);
 }
