@@ -84,7 +84,7 @@ for (const { offload, tunnelGso, title } of CONFIGS) {
         const before = await usoWrites();
         const receiver = lab.execPod('a1', ['node', path.join(TOOLS, 'udp-stream.mjs'), 'recv', String(port), '3000', '3'], 60_000);
         await new Promise((r) => setTimeout(r, 500));
-        const sent = await lab.execPod(from, ['node', path.join(TOOLS, 'udp-stream.mjs'), 'send', '10.244.1.10', String(port), '3000', '1000'], 60_000);
+        const sent = await lab.execPod(from, ['node', path.join(TOOLS, 'udp-stream.mjs'), 'send', '10.244.1.10', String(port), '3000', '1000', '10'], 60_000);
         const got = await receiver;
         expect(sent.code, sent.stderr).toBe(0);
         expect(got.code, got.stderr).toBe(0);
