@@ -19,8 +19,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ServiceTable, LbAlgorithm } from '../src/tables/services.ts';
 import { compilePolicies } from '../src/policy/compiler.ts';
-import type { ClusterView, PolicyPod } from '../src/policy/model.ts';
-import type { NetworkPolicyObj } from '../src/control/manifests.ts';
+import { cluster, rng } from './cluster-gen.ts';
 import { FrameSlab, TxQueue } from '../src/frame/slab.ts';
 import { Fdb } from '../src/tables/fdb.ts';
 import { PortTable, PortKind, HOST_PORT, OVERLAY_PORT } from '../src/tables/ports.ts';
@@ -38,7 +37,6 @@ const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 3 : 7;
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]; };
-function rng(seed: number) { return () => { seed = (seed + 0x6d2b79f5) | 0; let t = Math.imul(seed ^ (seed >>> 15), 1 | seed); t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t; return (t ^ (t >>> 14)) >>> 0; }; }
 /** ns per call of fn, over n calls. */
 function time(n: number, fn: (i: number) => void): number {
   const t0 = process.hrtime.bigint();
@@ -98,34 +96,6 @@ function benchServices(): string {
 
 // ------------------------------------------------------------------------------------------------
 // 2. NetworkPolicy at scale.
-
-function cluster(pods: number, policies: number, seed: number): ClusterView {
-  const r = rng(seed);
-  const namespaces = new Map<string, Record<string, string>>();
-  const nsCount = Math.max(3, Math.round(pods / 100));
-  for (let n = 0; n < nsCount; n++) namespaces.set(`ns${n}`, { team: `t${n % 7}`, env: n % 2 ? 'prod' : 'dev' });
-  const podList: PolicyPod[] = [];
-  for (let p = 0; p < pods; p++) {
-    podList.push({
-      namespace: `ns${p % nsCount}`, name: `pod-${p}`, labels: { app: `app${r() % 50}`, tier: ['web', 'api', 'db'][r() % 3] },
-      ip: (ip('10.244.0.0') + 2 + p + Math.floor(p / 250) * 6) >>> 0, nodeIp: (ip('192.168.56.11') + (p % 20)) >>> 0,
-      ports: [{ name: 'http', containerPort: 8080 + (r() % 3), protocol: 'TCP' }, { containerPort: 53, protocol: 'UDP' }],
-    });
-  }
-  const pols: NetworkPolicyObj[] = [];
-  for (let i = 0; i < policies; i++) {
-    const ns = `ns${i % nsCount}`;
-    pols.push({
-      kind: 'NetworkPolicy', name: `pol-${i}`, namespace: ns, labels: {},
-      podSelector: { matchLabels: { app: `app${r() % 50}` }, matchExpressions: [] },
-      policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ peers: [{ podSelector: { matchLabels: { tier: ['web', 'api'][r() % 2] }, matchExpressions: [] }, namespaceSelector: { matchLabels: { team: `t${r() % 7}` }, matchExpressions: [] } }], ports: [{ protocol: 'TCP', port: 'http' }] },
-        { peers: [{ ipBlock: { cidr: '192.168.0.0/16', except: ['192.168.56.0/24'] } }], ports: [{ protocol: 'TCP', port: 8080, endPort: 8090 }] }],
-      egress: [{ peers: [{ namespaceSelector: { matchLabels: { env: 'prod' }, matchExpressions: [] } }], ports: [] }],
-    });
-  }
-  return { namespaces, pods: podList, policies: pols, nodeIps: Array.from({ length: 20 }, (_, k) => (ip('192.168.56.11') + k) >>> 0) };
-}
 
 function benchPolicy(): string {
   const rows: (string | number)[][] = [['case', 'compile ms', 'tables MiB', 'heap MiB', 'ns/classify']];

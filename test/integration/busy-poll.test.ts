@@ -19,14 +19,7 @@ describe('busy polling', () => {
   const lab = new TestLab();
   afterAll(async () => { expect(await lab.stop()).toEqual([]); });
 
-  async function echo(from: string, to: string, mb: number) {
-    const r = await lab.execPod(from, ['node', path.join(TOOLS, 'echo-client.mjs'), to, '80', String(mb * 1024 * 1024)], 120_000);
-    expect(r.code, r.stderr).toBe(0);
-    const res = JSON.parse(r.stdout);
-    expect(res.received).toBe(mb * 1024 * 1024);
-    expect(res.receivedSha256).toBe(res.sentSha256);
-    return res.greeting as string;
-  }
+  const echo = (from: string, to: string, mb: number) => lab.echo(from, to, mb, 120_000);
 
   it('comes up with the budget it was given', async () => {
     await lab.start({ nodes: 2, servePorts: true, busyPollMicros: 2000 }, MANIFESTS);

@@ -8,6 +8,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { expect } from 'vitest';
 import { labUp, labDown, labApply, labPods, REPO_ROOT, type LabState, type LabPod, type LabUpOptions } from '../../src/lab/lab.ts';
 import { listNetns } from '../../src/daemon/sys.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
@@ -58,6 +59,20 @@ export class TestLab {
   /** Run a command inside a pod's (or any lab) namespace. */
   exec(netns: string, cmd: string[], timeoutMs?: number) { return sh('ip', ['netns', 'exec', netns, ...cmd], timeoutMs); }
   execPod(pod: string, cmd: string[], timeoutMs?: number) { return this.exec(this.pod(pod).netns, cmd, timeoutMs); }
+
+  /**
+   * A TCP transfer of `mb` MiB each way with tools/echo-client.mjs, from a pod (or any lab
+   * namespace) to `to`:80, both directions checked by SHA-256. Returns the server's greeting (its pod name).
+   */
+  async echo(from: string | { netns: string }, to: string, mb: number, timeoutMs = 180_000): Promise<string> {
+    const cmd = ['node', path.join(TOOLS, 'echo-client.mjs'), to, '80', String(mb * 1024 * 1024)];
+    const r = typeof from === 'string' ? await this.execPod(from, cmd, timeoutMs) : await this.exec(from.netns, cmd, timeoutMs);
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout);
+    expect(res.received).toBe(mb * 1024 * 1024);
+    expect(res.receivedSha256).toBe(res.sentSha256);
+    return res.greeting as string;
+  }
 
   counters(node = 'node1'): Promise<{ drops: Record<string, number>; ports: { label: string; drops: Record<string, number>; rxPackets: number; txPackets: number }[]; vxlanEncap: number; vxlanDecap: number }> {
     return adminRequest(this.node(node).socket, { op: 'counters' });

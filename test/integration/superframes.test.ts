@@ -50,15 +50,7 @@ for (const { offload, tunnelGso, title } of CONFIGS) {
     const MB = offload === 'auto' ? 50 : 20;
     afterAll(async () => { expect(await lab.stop()).toEqual([]); });
 
-    async function echo(from: string | { netns: string }, to: string, mb = MB) {
-      const cmd = ['node', path.join(TOOLS, 'echo-client.mjs'), to, '80', String(mb * 1024 * 1024)];
-      const r = typeof from === 'string' ? await lab.execPod(from, cmd, 180_000) : await lab.exec(from.netns, cmd, 180_000);
-      expect(r.code, r.stderr).toBe(0);
-      const res = JSON.parse(r.stdout);
-      expect(res.received).toBe(mb * 1024 * 1024);
-      expect(res.receivedSha256).toBe(res.sentSha256);
-      return res.greeting as string;
-    }
+    const echo = (from: string | { netns: string }, to: string) => lab.echo(from, to, MB);
 
     it('comes up in the asked mode', async () => {
       await lab.start({ nodes: 3, kernelNodes: ['node3'], offload, tunnelGso }, MANIFESTS);
