@@ -1,0 +1,91 @@
+/**
+ * The userspace floor: a 2-node topology whose data plane is `bench/tools/floor-relay.cc`, the
+ * cheapest userspace VXLAN hop there is (TAP -> UDP and back, one frame per system call, no lookups).
+ *
+ * What it is for: podwire's cross-node ping is a chain of four process wake-ups (the client's echo
+ * wakes node1's daemon, which wakes node2's, whose reply wakes node1's again, which wakes the
+ * client), where the kernel's VXLAN answers the echo in one softirq pass without waking anybody. A
+ * ping through two floor relays pays those wake-ups and nothing else, so it says how much of
+ * podwire's latency any process-per-node data plane pays on this machine, and how much is podwire's
+ * own work. It runs sleeping in epoll (podwire's default) and spinning (`--busy-poll`).
+ *
+ * Topology (prefix `bf` + 4 hex digits; the OVS bench's layout): an underlay namespace with bridge
+ * br0; per node a namespace with `underlay0` (192.168.56.1N/24) on br0 and one relay; per node a pod
+ * namespace whose eth0 is that relay's TAP (MTU 1450), 10.244.1.10/16 and 10.244.2.10/16: one L2
+ * segment stretched over the tunnel (UDP port 4789, VNI 1), so ARP crosses it like any frame.
+ *
+ * The relay is compiled with g++ on first use; without a compiler the floor rows say why they are
+ * missing. Safety: every namespace is the bench's own and removed (with whatever runs inside) in
+ * `floorDown`, which callers run in `finally`; the relays also exit by themselves after 10 minutes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sweepNetns, ipIn, must, sh, type Side } from './lib.ts';
+
+const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tools', 'floor-relay.cc');
+const RELAY_MAX_SECONDS = 600;
+
+let compiled: Promise<string> | undefined;
+
+/** Compile the relay once per process into a temporary directory; its path, or a rejection saying why not. */
+export function floorRelayBinary(): Promise<string> {
+  compiled ??= (async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podwire-floor-'));
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    const bin = path.join(dir, 'floor-relay');
+    const r = await sh('g++', ['-O2', '-Wall', '-o', bin, SOURCE], 120_000);
+    if (r.code !== 0) throw new Error(`g++ could not build ${path.basename(SOURCE)}: ${(r.stderr.trim() || `exit ${r.code}`).split('\n')[0]}`);
+    return bin;
+  })();
+  return compiled;
+}
+
+export interface FloorLab { prefix: string; side: Side; relays: ChildProcess[] }
+
+/** Build the topology in the header with relays sleeping (`spin` false) or spinning. */
+export async function floorUp(prefix: string, spin: boolean): Promise<FloorLab> {
+  const bin = await floorRelayBinary();
+  const lab: FloorLab = { prefix, relays: [], side: { name: spin ? 'floorspin' : 'floor', clientNs: `${prefix}-node1-bench-a`, serverNs: `${prefix}-node2-bench-b`, serverIp: '10.244.2.10', daemons: [] } };
+  try {
+    await build(lab, bin, spin);
+  } catch (e) {
+    await floorDown(lab);
+    throw e;
+  }
+  return lab;
+}
+
+async function build(lab: FloorLab, bin: string, spin: boolean): Promise<void> {
+  const under = `${lab.prefix}-underlay`;
+  await must('ip', ['netns', 'add', under], 10_000);
+  await ipIn(under, ['link set lo up', 'link add br0 type bridge', 'link set br0 mtu 1500 up']);
+  for (const i of [1, 2]) {
+    const node = `${lab.prefix}-node${i}`, pod = i === 1 ? lab.side.clientNs : lab.side.serverNs;
+    const self = `192.168.56.${10 + i}`, peer = `192.168.56.${10 + (3 - i)}`;
+    await must('ip', ['netns', 'add', node], 10_000);
+    await must('ip', ['netns', 'add', pod], 10_000);
+    await ipIn(under, [`link add node${i} mtu 1500 type veth peer name underlay0 mtu 1500 netns ${node}`, `link set node${i} master br0 up`]);
+    await ipIn(node, ['link set lo up', 'link set underlay0 up', `addr add ${self}/24 dev underlay0`]);
+    const relay = spawn('ip', ['netns', 'exec', node, bin, 'floor0', self, peer, '4789', '1', String(RELAY_MAX_SECONDS), ...(spin ? ['spin'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    lab.relays.push(relay);
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      const timer = setTimeout(() => reject(new Error(`floor relay on node${i} did not start in 10 s`)), 10_000);
+      relay.stderr!.on('data', (d) => { err += String(d); });
+      relay.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
+      relay.once('exit', (code) => { clearTimeout(timer); reject(new Error(`floor relay on node${i} exited (${code}): ${err.trim()}`)); });
+    });
+    // The TAP was created in the node's namespace; the relay keeps its fd while it moves to the pod.
+    await ipIn(node, [`link set floor0 netns ${pod}`]);
+    await ipIn(pod, ['link set lo up', 'link set floor0 name eth0', 'link set eth0 mtu 1450 up', `addr add 10.244.${i}.10/16 dev eth0`]);
+  }
+}
+
+/** Stop the relays and remove every namespace of the prefix. */
+export async function floorDown(lab: { prefix: string; relays?: ChildProcess[] }): Promise<void> {
+  for (const r of lab.relays ?? []) r.kill('SIGKILL');
+  await sweepNetns(lab.prefix);   // also SIGKILLs whatever still runs inside
+}
