@@ -17,10 +17,11 @@
  *   (c) podwire with `--busy-poll 20000` (prefix `bn`): the daemons poll their fds for 20 ms after
  *       traffic instead of sleeping in epoll; ping RTT and TCP single stream only, to show what the
  *       latency costs in throughput.
- *   (d) the userspace floor (prefix `bf`, bench/floor.ts): the same two nodes with a minimal C relay
- *       (TAP <-> VXLAN, one frame per system call, no lookups) in place of each daemon, sleeping in
- *       epoll and, as a fifth lab, spinning; ping only. It is what a process-per-node data plane
- *       pays on this machine before doing any work of its own: read podwire's ping against it.
+ *   (d) the userspace floor (prefix `bf`, bench/floor.ts): the same two nodes with a minimal relay
+ *       (TAP <-> VXLAN, no lookups) in place of each daemon, in C and in Node with podwire's addon,
+ *       each sleeping in epoll and spinning (four labs); ping only. The C relay is what any
+ *       process-per-node data plane pays on this machine, the Node relay what the runtime adds;
+ *       read podwire's ping against them.
  *   Only one lab exists at a time, so the idle one costs nothing: every run brings up a fresh podwire
  *   lab, measures, removes it, then does the same with a fresh kernel lab, a busy-poll lab and the two
  *   floor labs (the order flips every run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). Pings
@@ -54,7 +55,7 @@ import {
 import type { BenchOptions } from './same-node.ts';
 import { floorUp } from './floor.ts';
 
-type Lab = 'podwire' | 'kernel' | 'busypoll' | 'floor' | 'floorspin';
+type Lab = 'podwire' | 'kernel' | 'busypoll' | 'floor' | 'floorspin' | 'nodefloor' | 'nodefloorspin';
 
 
 /**
@@ -91,16 +92,18 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
   const loadStart = loadavg();
   const ifaces: Record<string, string> = {};
   for (let run = 1; run <= o.runs; run++) {
-    const labs: Lab[] = ['podwire', 'kernel', 'busypoll', 'floor', 'floorspin'];
+    const labs: Lab[] = ['podwire', 'kernel', 'busypoll', 'floor', 'floorspin', 'nodefloor', 'nodefloorspin'];
     const order = run % 2 === 1 ? labs : labs.slice().reverse();
     for (const which of order) {
-      const prefix = uniquePrefix(which === 'kernel' ? 'bk' : which.startsWith('floor') ? 'bf' : 'bn');
+      const prefix = uniquePrefix(which === 'kernel' ? 'bk' : which.includes('floor') ? 'bf' : 'bn');
       progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
       await inFreshLab(prefix, r, `${which} run ${run}`, async () => {
-        if (which === 'floor' || which === 'floorspin') {
-          // The userspace floor (bench/floor.ts): ping only; no V8 start-up to wait out.
-          const floor = await floorUp(prefix, which === 'floorspin');
+        if (which.includes('floor')) {
+          // The userspace floor (bench/floor.ts): ping only, the Node relay past its start-up GCs.
+          const upAt = Date.now();
+          const floor = await floorUp(prefix, which.startsWith('node') ? 'node' : 'c', which.endsWith('spin'), which);
           await warmUp(floor.side);
+          if (which.startsWith('node')) await pastStartup(upAt);
           await measurePing(floor.side, r, 200);
           return;
         }
@@ -144,8 +147,10 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
     { name: `with --busy-poll ${BUSY_POLL_MICROS}: ping RTT p50 (µs)`, podwire: r.get('busypoll:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
     { name: `with --busy-poll ${BUSY_POLL_MICROS}: ping RTT p90 (µs)`, podwire: r.get('busypoll:ping:p90'), kernel: r.get('kernel:ping:p90'), digits: 0 },
     { name: `with --busy-poll ${BUSY_POLL_MICROS}: TCP 1 stream (Gbit/s)`, podwire: r.get('busypoll:tcp1:gbps'), kernel: r.get('kernel:tcp1:gbps') },
-    { name: 'floor (a minimal C relay per node, sleeping): ping RTT p50 (µs)', podwire: r.get('floor:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
-    { name: 'floor (a minimal C relay per node, spinning): ping RTT p50 (µs)', podwire: r.get('floorspin:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: 'floor, a minimal C relay per node: ping RTT p50 (µs)', podwire: r.get('floor:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: 'floor, the same relay in Node + addon: ping RTT p50 (µs)', podwire: r.get('nodefloor:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: 'floor, C relay spinning: ping RTT p50 (µs)', podwire: r.get('floorspin:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
+    { name: 'floor, Node relay spinning: ping RTT p50 (µs)', podwire: r.get('nodefloorspin:ping:p50'), kernel: r.get('kernel:ping:p50'), digits: 0 },
   ];
   const out: string[] = [];
   out.push(`== cross node: pod on node1 -> pod on node2 over VXLAN (podwire vs kernel VXLAN + cni0 bridge, Flannel-style) ==`);

@@ -1,22 +1,27 @@
 /**
- * The userspace floor: a 2-node topology whose data plane is `bench/tools/floor-relay.cc`, the
- * cheapest userspace VXLAN hop there is (TAP -> UDP and back, one frame per system call, no lookups).
+ * The userspace floor: the cross-node topology with a minimal relay per node in place of podwire's
+ * daemon, so that podwire's ping can be split into what the design costs and what podwire adds.
  *
- * What it is for: podwire's cross-node ping is a chain of four process wake-ups (the client's echo
- * wakes node1's daemon, which wakes node2's, whose reply wakes node1's again, which wakes the
- * client), where the kernel's VXLAN answers the echo in one softirq pass without waking anybody. A
- * ping through two floor relays pays those wake-ups and nothing else, so it says how much of
- * podwire's latency any process-per-node data plane pays on this machine, and how much is podwire's
- * own work. It runs sleeping in epoll (podwire's default) and spinning (`--busy-poll`).
+ * Why: podwire's cross-node ping is a chain of four process wake-ups (the client's echo wakes
+ * node1's daemon, which wakes node2's, whose reply wakes node1's again, which wakes the client),
+ * where the kernel's VXLAN answers the echo in one softirq pass without waking anybody. Two relays
+ * do the hop with nothing else in it:
+ *   - `c`: bench/tools/floor-relay.cc, TAP <-> UDP in C, one frame per system call, no lookups:
+ *     what any process-per-node data plane pays on this machine;
+ *   - `node`: bench/tools/floor-relay-node.ts, the same hop in Node with podwire's addon (libuv
+ *     wake-up, N-API, batched I/O, a few lines of JS): what the runtime adds on top.
+ * What podwire measures beyond the `node` relay is its own pipeline. Each runs sleeping in epoll
+ * (podwire's default) or spinning (`--busy-poll`).
  *
  * Topology (prefix `bf` + 4 hex digits; the OVS bench's layout): an underlay namespace with bridge
  * br0; per node a namespace with `underlay0` (192.168.56.1N/24) on br0 and one relay; per node a pod
  * namespace whose eth0 is that relay's TAP (MTU 1450), 10.244.1.10/16 and 10.244.2.10/16: one L2
  * segment stretched over the tunnel (UDP port 4789, VNI 1), so ARP crosses it like any frame.
  *
- * The relay is compiled with g++ on first use; without a compiler the floor rows say why they are
+ * The C relay is compiled with g++ on first use; without a compiler its rows say why they are
  * missing. Safety: every namespace is the bench's own and removed (with whatever runs inside) in
- * `floorDown`, which callers run in `finally`; the relays also exit by themselves after 10 minutes.
+ * `floorDown`, or by the caller's labDown of the same prefix; the relays also exit by themselves
+ * after 10 minutes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -25,7 +30,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sweepNetns, ipIn, must, sh, type Side } from './lib.ts';
 
-const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tools', 'floor-relay.cc');
+const TOOLS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tools');
+const SOURCE = path.join(TOOLS, 'floor-relay.cc');
+const NODE_RELAY = path.join(TOOLS, 'floor-relay-node.ts');
+const TSX_LOADER = path.join(TOOLS, '../../node_modules/tsx/dist/loader.mjs');
 const RELAY_MAX_SECONDS = 600;
 
 let compiled: Promise<string> | undefined;
@@ -43,14 +51,15 @@ export function floorRelayBinary(): Promise<string> {
   return compiled;
 }
 
+export type FloorRelay = 'c' | 'node';
 export interface FloorLab { prefix: string; side: Side; relays: ChildProcess[] }
 
-/** Build the topology in the header with relays sleeping (`spin` false) or spinning. */
-export async function floorUp(prefix: string, spin: boolean): Promise<FloorLab> {
-  const bin = await floorRelayBinary();
-  const lab: FloorLab = { prefix, relays: [], side: { name: spin ? 'floorspin' : 'floor', clientNs: `${prefix}-node1-bench-a`, serverNs: `${prefix}-node2-bench-b`, serverIp: '10.244.2.10', daemons: [] } };
+/** Build the topology in the header with `relay` sleeping (`spin` false) or spinning; `name` names the side. */
+export async function floorUp(prefix: string, relay: FloorRelay, spin: boolean, name: string): Promise<FloorLab> {
+  const cmd = relay === 'c' ? [await floorRelayBinary()] : [process.execPath, '--import', TSX_LOADER, NODE_RELAY];
+  const lab: FloorLab = { prefix, relays: [], side: { name, clientNs: `${prefix}-node1-bench-a`, serverNs: `${prefix}-node2-bench-b`, serverIp: '10.244.2.10', daemons: [] } };
   try {
-    await build(lab, bin, spin);
+    await build(lab, cmd, spin);
   } catch (e) {
     await floorDown(lab);
     throw e;
@@ -58,7 +67,7 @@ export async function floorUp(prefix: string, spin: boolean): Promise<FloorLab> 
   return lab;
 }
 
-async function build(lab: FloorLab, bin: string, spin: boolean): Promise<void> {
+async function build(lab: FloorLab, cmd: string[], spin: boolean): Promise<void> {
   const under = `${lab.prefix}-underlay`;
   await must('ip', ['netns', 'add', under], 10_000);
   await ipIn(under, ['link set lo up', 'link add br0 type bridge', 'link set br0 mtu 1500 up']);
@@ -69,11 +78,11 @@ async function build(lab: FloorLab, bin: string, spin: boolean): Promise<void> {
     await must('ip', ['netns', 'add', pod], 10_000);
     await ipIn(under, [`link add node${i} mtu 1500 type veth peer name underlay0 mtu 1500 netns ${node}`, `link set node${i} master br0 up`]);
     await ipIn(node, ['link set lo up', 'link set underlay0 up', `addr add ${self}/24 dev underlay0`]);
-    const relay = spawn('ip', ['netns', 'exec', node, bin, 'floor0', self, peer, '4789', '1', String(RELAY_MAX_SECONDS), ...(spin ? ['spin'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const relay = spawn('ip', ['netns', 'exec', node, ...cmd, 'floor0', self, peer, '4789', '1', String(RELAY_MAX_SECONDS), ...(spin ? ['spin'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     lab.relays.push(relay);
     await new Promise<void>((resolve, reject) => {
       let err = '';
-      const timer = setTimeout(() => reject(new Error(`floor relay on node${i} did not start in 10 s`)), 10_000);
+      const timer = setTimeout(() => reject(new Error(`floor relay on node${i} did not start in 20 s`)), 20_000);
       relay.stderr!.on('data', (d) => { err += String(d); });
       relay.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
       relay.once('exit', (code) => { clearTimeout(timer); reject(new Error(`floor relay on node${i} exited (${code}): ${err.trim()}`)); });
