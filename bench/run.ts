@@ -35,7 +35,7 @@
  *   bench/cross-node.ts.
  *
  * Timing: the default here is 4 s per test (the benches run alone default to 5) and 3 interleaved
- * runs, about 6 minutes in all; --quick (2 s, 1 run) about 1.5. Progress goes to stderr, tables to stdout. Every namespace is the bench's own, with a
+ * runs, about 9 minutes in all; --quick (2 s, 1 run) about 2.5. Progress goes to stderr, tables to stdout. Every namespace is the bench's own, with a
  * unique prefix, and is removed at the end, on failure and on Ctrl-C; the run ends by checking that
  * none is left and that no OVS daemon runs in the root namespace.
  */
@@ -53,7 +53,7 @@ const TSX = path.join(HERE, '../node_modules/tsx/dist/loader.mjs');
 installSignalHandlers();
 const argv = process.argv.slice(2);
 const o = parseBenchArgs(argv);
-// 4 s per test unless told otherwise (the benches alone default to 5): keeps the full run near 6 minutes.
+// 4 s per test unless told otherwise (the benches alone default to 5): keeps the full run near 9 minutes.
 if (!o.quick && !argv.includes('--seconds')) o.seconds = 4;
 const t0 = Date.now();
 const loadStart = loadavg();
