@@ -23,10 +23,11 @@
  *       process-per-node data plane pays on this machine, the Node relay what the runtime adds;
  *       read podwire's ping against them.
  *   Only one lab exists at a time, so the idle one costs nothing: every run brings up a fresh podwire
- *   lab, measures, removes it, then does the same with a fresh kernel lab, a busy-poll lab and the two
- *   floor labs (the order flips every run). Each side starts with a ping and a 1 s TCP warm-up (JIT, ARP). Pings
- *   are measured last, at least 15 s after the lab came up (`pastStartup`: V8's one-off start-up
- *   GCs land around 8 s). The table shows medians.
+ *   lab, measures, removes it, then does the same with a fresh kernel lab, a busy-poll lab and the
+ *   four floor labs (the order flips every run). Each side starts with a ping and a 1 s TCP warm-up
+ *   (JIT, ARP). Pings are measured last, and where a Node process forwards them (podwire, the Node
+ *   floor) at least 15 s after it started (`pastStartup`: V8's one-off start-up GCs land around
+ *   8 s). The table shows medians; in the floor rows the podwire column holds the relay's figure.
  *
  * How to read the figures
  *   - Read the ratio column (podwire / kernel), not absolutes: the machine is shared and has 2 cores.
@@ -53,7 +54,7 @@ import {
   warmUp, pastStartup, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, type Side, type Metric,
 } from './lib.ts';
 import type { BenchOptions } from './same-node.ts';
-import { floorUp } from './floor.ts';
+import { floorUp, floorCheck, floorRelayBinary } from './floor.ts';
 
 type Lab = 'podwire' | 'kernel' | 'busypoll' | 'floor' | 'floorspin' | 'nodefloor' | 'nodefloorspin';
 
@@ -91,8 +92,11 @@ export async function kernelSide(lab: LabState): Promise<Side> {
 export async function crossNode(o: BenchOptions, r = new Results()): Promise<string> {
   const loadStart = loadavg();
   const ifaces: Record<string, string> = {};
+  // The C floor relay is built here, once; without g++ its labs are skipped (said once, in a note).
+  const cFloorMissing = await floorRelayBinary().then(() => '', (e: Error) => e.message);
+  if (cFloorMissing) r.notes.push(`C floor relay not available: ${cFloorMissing}`);
   for (let run = 1; run <= o.runs; run++) {
-    const labs: Lab[] = ['podwire', 'kernel', 'busypoll', 'floor', 'floorspin', 'nodefloor', 'nodefloorspin'];
+    const labs: Lab[] = ['podwire', 'kernel', 'busypoll', ...(cFloorMissing ? [] : ['floor', 'floorspin'] as const), 'nodefloor', 'nodefloorspin'];
     const order = run % 2 === 1 ? labs : labs.slice().reverse();
     for (const which of order) {
       const prefix = uniquePrefix(which === 'kernel' ? 'bk' : which.includes('floor') ? 'bf' : 'bn');
@@ -100,11 +104,12 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
       await inFreshLab(prefix, r, `${which} run ${run}`, async () => {
         if (which.includes('floor')) {
           // The userspace floor (bench/floor.ts): ping only, the Node relay past its start-up GCs.
-          const upAt = Date.now();
           const floor = await floorUp(prefix, which.startsWith('node') ? 'node' : 'c', which.endsWith('spin'), which);
+          const upAt = Date.now();
           await warmUp(floor.side);
           if (which.startsWith('node')) await pastStartup(upAt);
           await measurePing(floor.side, r, 200);
+          floorCheck(floor);
           return;
         }
         const lab = await labUp({

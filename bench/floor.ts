@@ -11,15 +11,15 @@
  *   - `node`: bench/tools/floor-relay-node.ts, the same hop in Node with podwire's addon (libuv
  *     wake-up, N-API, batched I/O, a few lines of JS): what the runtime adds on top.
  * What podwire measures beyond the `node` relay is its own pipeline. Each runs sleeping in epoll
- * (podwire's default) or spinning (`--busy-poll`).
+ * (podwire's default) or spinning for 20 ms after traffic (as `--busy-poll 20000` does).
  *
  * Topology (prefix `bf` + 4 hex digits; the OVS bench's layout): an underlay namespace with bridge
  * br0; per node a namespace with `underlay0` (192.168.56.1N/24) on br0 and one relay; per node a pod
  * namespace whose eth0 is that relay's TAP (MTU 1450), 10.244.1.10/16 and 10.244.2.10/16: one L2
  * segment stretched over the tunnel (UDP port 4789, VNI 1), so ARP crosses it like any frame.
  *
- * The C relay is compiled with g++ on first use; without a compiler its rows say why they are
- * missing. Safety: every namespace is the bench's own and removed (with whatever runs inside) in
+ * The C relay is compiled with g++ on first use; without a compiler the bench skips its labs and
+ * says why in a note. Safety: every namespace is the bench's own and removed (with whatever runs inside) in
  * `floorDown`, or by the caller's labDown of the same prefix; the relays also exit by themselves
  * after 10 minutes.
  */
@@ -44,6 +44,7 @@ export function floorRelayBinary(): Promise<string> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podwire-floor-'));
     process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
     const bin = path.join(dir, 'floor-relay');
+    if ((await sh('g++', ['--version'], 10_000)).code !== 0) throw new Error('g++ not found (Debian: apt-get install g++)');
     const r = await sh('g++', ['-O2', '-Wall', '-o', bin, SOURCE], 120_000);
     if (r.code !== 0) throw new Error(`g++ could not build ${path.basename(SOURCE)}: ${(r.stderr.trim() || `exit ${r.code}`).split('\n')[0]}`);
     return bin;
@@ -80,17 +81,29 @@ async function build(lab: FloorLab, cmd: string[], spin: boolean): Promise<void>
     await ipIn(node, ['link set lo up', 'link set underlay0 up', `addr add ${self}/24 dev underlay0`]);
     const relay = spawn('ip', ['netns', 'exec', node, ...cmd, 'floor0', self, peer, '4789', '1', String(RELAY_MAX_SECONDS), ...(spin ? ['spin'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     lab.relays.push(relay);
+    let stderr = '';
+    relay.stderr!.on('data', (d) => { stderr += String(d); });
+    relayStderr.set(relay, () => stderr.trim());
     await new Promise<void>((resolve, reject) => {
-      let err = '';
       const timer = setTimeout(() => reject(new Error(`floor relay on node${i} did not start in 20 s`)), 20_000);
-      relay.stderr!.on('data', (d) => { err += String(d); });
+      relay.once('error', (e) => { clearTimeout(timer); reject(new Error(`floor relay on node${i}: ${e.message}`)); });
       relay.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
-      relay.once('exit', (code) => { clearTimeout(timer); reject(new Error(`floor relay on node${i} exited (${code}): ${err.trim()}`)); });
+      relay.once('exit', () => { clearTimeout(timer); reject(new Error(`floor relay on node${i} ${exitText(relay)} before it was ready: ${stderr.trim()}`)); });
     });
     // The TAP was created in the node's namespace; the relay keeps its fd while it moves to the pod.
     await ipIn(node, [`link set floor0 netns ${pod}`]);
     await ipIn(pod, ['link set lo up', 'link set floor0 name eth0', 'link set eth0 mtu 1450 up', `addr add 10.244.${i}.10/16 dev eth0`]);
   }
+}
+
+const relayStderr = new WeakMap<ChildProcess, () => string>();
+const exitText = (c: ChildProcess): string => c.signalCode ? `was killed (${c.signalCode})` : `exited (${c.exitCode})`;
+
+/** Throw if a relay has died since it was ready (a measurement through it would be a partial one). */
+export function floorCheck(lab: FloorLab): void {
+  lab.relays.forEach((r, i) => {
+    if (r.exitCode !== null || r.signalCode !== null) throw new Error(`floor relay on node${i + 1} ${exitText(r)}: ${relayStderr.get(r)?.() ?? ''}`);
+  });
 }
 
 /** Stop the relays and remove every namespace of the prefix. */

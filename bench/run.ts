@@ -142,6 +142,7 @@ function summary(): string {
   }
   const notes = [
     `ratios to 3 decimals ("met" is decided on the unrounded values); podwire/OVS uses bench/ovs.ts's own podwire runs (TCP ${fmt(op)} Gbit/s, ping p50 ${fmt(opp, 0)} µs), interleaved with OVS's`,
+    'floor rows: the podwire column holds the relay\'s ping (bench/floor.ts), the ratio is to the same kernel ping',
   ];
   return `${table(rows)}\n${notes.map((x) => `note: ${x}`).join('\n')}`;
 }
