@@ -54,9 +54,14 @@ import {
   warmUp, pastStartup, podIfSummary, environment, loadavg, table, metricRows, parseBenchArgs, daemonRows, type Side, type Metric,
 } from './lib.ts';
 import type { BenchOptions } from './same-node.ts';
-import { floorUp, floorCheck, floorRelayBinary } from './floor.ts';
+import { floorUp, floorCheck, floorRelayBinary, type FloorRelay } from './floor.ts';
 
-type Lab = 'podwire' | 'kernel' | 'busypoll' | 'floor' | 'floorspin' | 'nodefloor' | 'nodefloorspin';
+/** The floor labs (bench/floor.ts): which relay, and whether it spins. */
+const FLOORS = {
+  floor: { relay: 'c', spin: false }, floorspin: { relay: 'c', spin: true },
+  nodefloor: { relay: 'node', spin: false }, nodefloorspin: { relay: 'node', spin: true },
+} as const satisfies Record<string, { relay: FloorRelay; spin: boolean }>;
+type Lab = 'podwire' | 'kernel' | 'busypoll' | keyof typeof FLOORS;
 
 
 /**
@@ -99,15 +104,16 @@ export async function crossNode(o: BenchOptions, r = new Results()): Promise<str
     const labs: Lab[] = ['podwire', 'kernel', 'busypoll', ...(cFloorMissing ? [] : ['floor', 'floorspin'] as const), 'nodefloor', 'nodefloorspin'];
     const order = run % 2 === 1 ? labs : labs.slice().reverse();
     for (const which of order) {
-      const prefix = uniquePrefix(which === 'kernel' ? 'bk' : which.includes('floor') ? 'bf' : 'bn');
+      const floorKind = which in FLOORS ? FLOORS[which as keyof typeof FLOORS] : undefined;
+      const prefix = uniquePrefix(which === 'kernel' ? 'bk' : floorKind ? 'bf' : 'bn');
       progress(`cross-node run ${run}/${o.runs}: ${which} lab ${prefix}`);
       await inFreshLab(prefix, r, `${which} run ${run}`, async () => {
-        if (which.includes('floor')) {
+        if (floorKind) {
           // The userspace floor (bench/floor.ts): ping only, the Node relay past its start-up GCs.
-          const floor = await floorUp(prefix, which.startsWith('node') ? 'node' : 'c', which.endsWith('spin'), which);
+          const floor = await floorUp(prefix, floorKind.relay, floorKind.spin, which);
           const upAt = Date.now();
           await warmUp(floor.side);
-          if (which.startsWith('node')) await pastStartup(upAt);
+          if (floorKind.relay === 'node') await pastStartup(upAt);
           await measurePing(floor.side, r, 200);
           floorCheck(floor);
           return;
