@@ -35,7 +35,7 @@
  *   bench/cross-node.ts.
  *
  * Timing: the default here is 4 s per test (the benches run alone default to 5) and 3 interleaved
- * runs, about 9 minutes in all; --quick (2 s, 1 run) about 2.5. Progress goes to stderr, tables to stdout. Every namespace is the bench's own, with a
+ * runs, about 9 minutes in all; --quick (2 s, 1 run) about 3. Progress goes to stderr, tables to stdout. Every namespace is the bench's own, with a
  * unique prefix, and is removed at the end, on failure and on Ctrl-C; the run ends by checking that
  * none is left and that no OVS daemon runs in the root namespace.
  */
