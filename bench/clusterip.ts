@@ -84,7 +84,6 @@ const BENCH_SVC: Svc = { ns: 'default', name: 'iperf', portName: '', ip: CLUSTER
 // ------------------------------------------------------------------------------------------------
 // podwire: manifests
 
-
 function manifests(dummies: Svc[]): string {
   const docs = [
     benchPodManifest('bench-a', 'node1', { ip: CLIENT_IP, app: 'bench-client' }),

@@ -28,7 +28,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sweepNetns, ipIn, must, sh, type Side } from './lib.ts';
+import { sweepNetns, ipIn, sh, twoNodeUnderlay, type Side } from './lib.ts';
 
 const TOOLS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tools');
 const SOURCE = path.join(TOOLS, 'floor-relay.cc');
@@ -58,6 +58,7 @@ export interface FloorLab { prefix: string; side: Side; relays: ChildProcess[] }
 /** Build the topology in the header with `relay` sleeping (`spin` false) or spinning; `name` names the side. */
 export async function floorUp(prefix: string, relay: FloorRelay, spin: boolean, name: string): Promise<FloorLab> {
   const cmd = relay === 'c' ? [await floorRelayBinary()] : [process.execPath, '--import', TSX_LOADER, NODE_RELAY];
+  // The pods are twoNodeUnderlay's: <prefix>-node1-bench-a (client) and <prefix>-node2-bench-b.
   const lab: FloorLab = { prefix, relays: [], side: { name, clientNs: `${prefix}-node1-bench-a`, serverNs: `${prefix}-node2-bench-b`, serverIp: '10.244.2.10', daemons: [] } };
   try {
     await build(lab, cmd, spin);
@@ -69,16 +70,9 @@ export async function floorUp(prefix: string, relay: FloorRelay, spin: boolean, 
 }
 
 async function build(lab: FloorLab, cmd: string[], spin: boolean): Promise<void> {
-  const under = `${lab.prefix}-underlay`;
-  await must('ip', ['netns', 'add', under], 10_000);
-  await ipIn(under, ['link set lo up', 'link add br0 type bridge', 'link set br0 mtu 1500 up']);
-  for (const i of [1, 2]) {
-    const node = `${lab.prefix}-node${i}`, pod = i === 1 ? lab.side.clientNs : lab.side.serverNs;
-    const self = `192.168.56.${10 + i}`, peer = `192.168.56.${10 + (3 - i)}`;
-    await must('ip', ['netns', 'add', node], 10_000);
-    await must('ip', ['netns', 'add', pod], 10_000);
-    await ipIn(under, [`link add node${i} mtu 1500 type veth peer name underlay0 mtu 1500 netns ${node}`, `link set node${i} master br0 up`]);
-    await ipIn(node, ['link set lo up', 'link set underlay0 up', `addr add ${self}/24 dev underlay0`]);
+  for (const [k, b] of (await twoNodeUnderlay(lab.prefix)).entries()) {
+    const i = k + 1, node = b.netns, pod = b.pod, self = b.underlayIp, peer = b.peerIp;
+    await ipIn(node, [`addr add ${self}/24 dev underlay0`]);
     const relay = spawn('ip', ['netns', 'exec', node, ...cmd, 'floor0', self, peer, '4789', '1', String(RELAY_MAX_SECONDS), ...(spin ? ['spin'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     lab.relays.push(relay);
     let stderr = '';

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { adminRequest } from '../src/daemon/client.ts';
-import { labDown, type LabState } from '../src/lab/lab.ts';
+import { labDown, nodeUnderlayIp, type LabState } from '../src/lab/lab.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -408,6 +408,32 @@ ${o.ip ? `  annotations: { podwire.io/ip: "${o.ip}" }\n` : ''}spec:
     ports:
     - { containerPort: 5201, protocol: TCP }
 `;
+}
+
+/** One node of `twoNodeUnderlay`: its namespace, its underlay address and its peer's, its pod's (empty) namespace. */
+export interface BareNode { netns: string; underlayIp: string; peerIp: string; pod: string }
+
+/**
+ * Two bare nodes on an underlay, for baselines that bring their own data plane (bench/ovs.ts,
+ * bench/floor.ts): namespace `<p>-underlay` with bridge br0; per node i (1, 2) a namespace
+ * `<p>-node<i>` whose `underlay0` (MTU 1500) is a veth on br0, up without an address (the caller
+ * puts node i's, 192.168.56.(10+i) as in the labs, where its data plane wants it), and an empty
+ * pod namespace `<p>-node<i>-bench-a|b`. The caller removes it all (sweepNetns(p)).
+ */
+export async function twoNodeUnderlay(p: string): Promise<BareNode[]> {
+  const under = `${p}-underlay`;
+  await must('ip', ['netns', 'add', under], 10_000);
+  await ipIn(under, ['link set lo up', 'link add br0 type bridge', 'link set br0 mtu 1500 up']);
+  const nodes: BareNode[] = [];
+  for (const i of [1, 2]) {
+    const n: BareNode = { netns: `${p}-node${i}`, underlayIp: nodeUnderlayIp(i), peerIp: nodeUnderlayIp(3 - i), pod: `${p}-node${i}-bench-${i === 1 ? 'a' : 'b'}` };
+    await must('ip', ['netns', 'add', n.netns], 10_000);
+    await must('ip', ['netns', 'add', n.pod], 10_000);
+    await ipIn(under, [`link add node${i} mtu 1500 type veth peer name underlay0 mtu 1500 netns ${n.netns}`, `link set node${i} master br0 up`]);
+    await ipIn(n.netns, ['link set lo up', 'link set underlay0 up']);
+    nodes.push(n);
+  }
+  return nodes;
 }
 
 /**

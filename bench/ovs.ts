@@ -64,7 +64,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { labUp, labDown } from '../src/lab/lab.ts';
 import {
-  uniquePrefix, onCleanup, installSignalHandlers, sweepNetns, ipIn, must, sh, Results, progress, measureTcp, measurePing,
+  uniquePrefix, onCleanup, installSignalHandlers, sweepNetns, ipIn, must, sh, twoNodeUnderlay, Results, progress, measureTcp, measurePing,
   warmUp, cpuSeconds, environment, loadavg, table, median, fmt, parseBenchArgs, listNetns, daemonRows, sleep, podIfSummary, type Side,
 } from './lib.ts';
 import { podwireSide } from './cross-node.ts';
@@ -154,25 +154,19 @@ async function ovsLabDown(l: { prefix: string; dir: string; nodes: OvsNode[] }):
 
 /** Build the OVS topology described in the header. Throws (after cleaning up nothing: the caller does) on failure. */
 async function ovsLabUp(l: { prefix: string; dir: string; nodes: OvsNode[] }): Promise<OvsLab> {
-  const p = l.prefix, under = `${p}-underlay`;
-  await must('ip', ['netns', 'add', under], 10_000);
-  await ipIn(under, ['link set lo up', 'link add br0 type bridge', 'link set br0 mtu 1500 up']);
-  const pods: string[] = [];
-  for (const i of [1, 2]) {
-    const n: OvsNode = { name: `node${i}`, netns: `${p}-node${i}`, dir: path.join(l.dir, `node${i}`), underlayIp: `192.168.56.${10 + i}`, pids: [] };
+  const bare = await twoNodeUnderlay(l.prefix);
+  const pods = bare.map((b) => b.pod);
+  for (const [k, b] of bare.entries()) {
+    const i = k + 1, pod = b.pod;
+    const n: OvsNode = { name: `node${i}`, netns: b.netns, dir: path.join(l.dir, `node${i}`), underlayIp: b.underlayIp, pids: [] };
     l.nodes.push(n);
-    const pod = `${n.netns}-bench-${i === 1 ? 'a' : 'b'}`;
-    pods.push(pod);
-    await must('ip', ['netns', 'add', n.netns], 10_000);
-    await must('ip', ['netns', 'add', pod], 10_000);
-    await ipIn(under, [`link add node${i} mtu 1500 type veth peer name underlay0 mtu 1500 netns ${n.netns}`, `link set node${i} master br0 up`]);
-    await ipIn(n.netns, ['link set lo up', 'link set underlay0 up', `link add vpod mtu 1450 type veth peer name eth0 mtu 1450 netns ${pod}`, 'link set vpod up']);
+    await ipIn(n.netns, [`link add vpod mtu 1450 type veth peer name eth0 mtu 1450 netns ${pod}`, 'link set vpod up']);
     await ipIn(pod, ['link set lo up', 'link set eth0 up', `addr add 10.244.${i}.10/16 dev eth0`]);
     await must('ip', ['netns', 'exec', pod, 'ethtool', '-K', 'eth0', 'tx', 'off'], 10_000);
     await startOvs(n);
     await vsctl(n, ['add-br', 'br-phy', '--', 'set', 'bridge', 'br-phy', 'datapath_type=netdev', '--', 'add-port', 'br-phy', 'underlay0']);
     await ipIn(n.netns, [`addr add ${n.underlayIp}/24 dev br-phy`, 'link set br-phy up']);
-    const other = `192.168.56.${10 + (3 - i)}`;
+    const other = b.peerIp;
     await vsctl(n, ['add-br', 'br-int', '--', 'set', 'bridge', 'br-int', 'datapath_type=netdev',
       '--', 'add-port', 'br-int', 'vpod',
       '--', 'add-port', 'br-int', 'vxlan0', '--', 'set', 'interface', 'vxlan0', 'type=vxlan',

@@ -41,7 +41,6 @@ export interface BenchOptions { seconds: number; runs: number; udpRate: string }
 
 const BASE_NET = '10.250.0';
 
-
 /** The kernel baseline: `<p>-br` holds bridge br0; `<p>-a` and `<p>-b` are pods on veth pairs. */
 async function bridgeUp(p: string, mtu: number): Promise<{ a: string; b: string }> {
   const br = `${p}-br`, a = `${p}-a`, b = `${p}-b`;

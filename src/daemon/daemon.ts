@@ -320,8 +320,10 @@ export class Daemon {
     writeMac(new DataView(this.tunnelMac.buffer), 0, mac.hi, mac.lo);
   }
 
-  /** How frames cross the TAPs (status and the start-up log say the same). */
-  /** What the TAPs carry; with super-frames, whether small UDP goes into them in USO runs (until a kernel refuses one). */
+  /**
+   * What the TAPs carry; with super-frames, whether small UDP goes into them in USO runs (until a
+   * kernel refuses one). Status and the start-up log say the same.
+   */
   get dataPath(): string {
     if (!this.vnet) return 'plain frames';
     const runs = this.addon.stats().tapUdpGso ? 'UDP runs written as USO frames' : 'UDP written frame by frame (the kernel refused USO writes)';

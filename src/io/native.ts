@@ -25,7 +25,7 @@
  * block condition is never an error: reads return 0, writes return how many frames they consumed.
  */
 import { createRequire } from 'node:module';
-import { constants as osConstants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 
 export interface TapHandle {
   /** The file descriptor the daemon keeps for the life of the pod. */
@@ -257,7 +257,7 @@ export function openTunnelTap(addon: Addon, name: string): TapHandle {
   const err = addon.setOffload(tap.fd, OFFLOAD.CSUM | OFFLOAD.TSO4 | OFFLOAD.TSO6 | OFFLOAD.UDP_TUNNEL_GSO);
   if (err !== 0) {
     addon.closeFd(tap.fd);
-    const code = Object.keys(osConstants.errno).find((k) => (osConstants.errno as Record<string, number>)[k] === err) ?? `errno ${err}`;
+    const code = getSystemErrorName(-err);
     throw Object.assign(new Error(`openTunnelTap(${name}): ${code} from TUNSETOFFLOAD UDP_TUNNEL_GSO (Linux 6.17+ has it)`), { code });
   }
   return tap;

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import * as os from 'node:os';
 import { TestLab, podYaml, TOOLS } from './harness.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
+import { hasTapTunnelGso, takesTapUso } from '../kernel.ts';
 
 const MANIFESTS = [
   podYaml('a1', { node: 'node1', ip: '10.244.1.10', labels: { app: 'a' } }),
@@ -33,10 +34,9 @@ spec:
 
 // Linux >= 6.17 takes whole VXLAN super-frames through a TAP (UDP-tunnel GSO); the daemon then
 // lets the kernel segment them. Both ways of carrying super-frames across nodes are tested.
-const [major, minor] = os.release().split('.').map(Number);
-const kernelHasTunnelGso = major > 6 || (major === 6 && minor >= 17);
-// Linux >= 6.2 takes UDP_L4 GSO frames written to a TAP (small UDP into pods goes in USO runs).
-const kernelTakesUso = major > 6 || (major === 6 && minor >= 2);
+const kernelHasTunnelGso = hasTapTunnelGso(os.release());
+// Small UDP goes into pods in USO runs where the kernel takes them.
+const kernelTakesUso = takesTapUso(os.release());
 
 const CONFIGS = [
   { offload: 'auto', tunnelGso: 'auto', title: 'offloads on (super-frames), VXLAN segmentation by the kernel where it can' },

@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAddon, OFFLOAD, VNET, type Addon } from '../../src/io/native.ts';
 import { SLOT_SIZE, HEADROOM } from '../../src/frame/slab.ts';
 import { addonInNetns } from './helpers/netns-helper.ts';
+import { hasTapTunnelGso, takesTapUso } from '../kernel.ts';
 
 const canRun =
   process.platform === 'linux' && process.getuid?.() === 0 && existsSync('/dev/net/tun');
@@ -29,8 +30,6 @@ const VNI = 0x00abcdef;
 const EINVAL = 22;
 const VNET_LEN = 12;
 const VXLAN_LEN = 8;
-/** The daemon's slot layout: headroom + vnet header + 64 KiB + slack. */
-const SLOT = SLOT_SIZE;
 
 const MAC_DST = [0x02, 0, 0, 0, 0, 0x0b];
 const MAC_SRC = [0x02, 0, 0, 0, 0, 0x0a];
@@ -305,7 +304,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
   interface Slot { vxlan: Uint8Array; vnet: Uint8Array; frame: Uint8Array; len: number; src: number }
 
   /** Call recvVxlanBatch until it returns less than maxFrames; collect the slots. */
-  function recvVxlan(fd: number, maxFrames = 8, slotSize = SLOT, innerMtu?: number): Slot[] {
+  function recvVxlan(fd: number, maxFrames = 8, slotSize = SLOT_SIZE, innerMtu?: number): Slot[] {
     const buf = new Uint8Array(slotSize * (maxFrames + 1)).fill(0xee);
     const lens = new Int32Array(maxFrames);
     const srcs = new Uint32Array(maxFrames);
@@ -628,8 +627,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
 
   // The UDP-tunnel GSO path: sender and receiver each in a namespace of their own (helper
   // processes), joined by a veth pair 10.77.0.1 <-> 10.77.0.2.
-  const [kMajor, kMinor] = release().split('.').map(Number);
-  const kernelHasTunnelGso = kMajor > 6 || (kMajor === 6 && kMinor >= 17);
+  const kernelHasTunnelGso = hasTapTunnelGso(release());
   async function withNamespacePair(fn: (a: string, b: string) => Promise<void>): Promise<void> {
     const a = `pwt-tnl-a-${run}`, b = `pwt-tnl-b-${run}`;
     ip('netns', 'add', a);
@@ -860,7 +858,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     const before = addon.stats().vxlanTunnelReceived;
     // innerMtu 1450: longer than one packet may be, so a super-frame with MSS 1450 - 20 - 32.
     sendDatagrams([dgram], port);
-    let got = recvVxlan(fd, 8, SLOT, 1450);
+    let got = recvVxlan(fd, 8, SLOT_SIZE, 1450);
     expect(got).toHaveLength(1);
     expect(got[0].vnet).toEqual(vnetHdr(VNET.F_NEEDS_CSUM, VNET.GSO_TCPV4, 66, 1398, 34, 16));
     expect(got[0].frame).toEqual(whole);
@@ -870,7 +868,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     for (const mtu of [9000, undefined]) {
       const errs = addon.stats().vxlanCsumErrors;
       sendDatagrams([dgram], port);
-      got = recvVxlan(fd, 8, SLOT, mtu);
+      got = recvVxlan(fd, 8, SLOT_SIZE, mtu);
       expect(got).toHaveLength(1);
       expect(got[0].vnet).toEqual(new Uint8Array(VNET_LEN));
       expect(got[0].frame).toEqual(whole);
@@ -921,17 +919,17 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
     const before = addon.stats();
 
     function tapToUnderlay(tapFd: number, port: number) {
-      const slab = new Uint8Array(SLOT * 64);
+      const slab = new Uint8Array(SLOT_SIZE * 64);
       const lens = new Int32Array(64);
       const offs = new Uint32Array(64), ls = new Uint32Array(64), hs = new Uint32Array(64);
       const dsts = new Uint32Array(64).fill(LOOPBACK);
       return () => {
         for (;;) {
-          const n = addon.readBatch(tapFd, slab, 0, SLOT, HEADROOM, 64, lens);
+          const n = addon.readBatch(tapFd, slab, 0, SLOT_SIZE, HEADROOM, 64, lens);
           let k = 0;
           for (let i = 0; i < n; i++) {
             if (lens[i] < 0) continue;
-            offs[k] = i * SLOT + HEADROOM;
+            offs[k] = i * SLOT_SIZE + HEADROOM;
             ls[k] = lens[i];
             const f = offs[k] + VNET_LEN;
             hs[k] = u16(slab, f + 12) === 0x0800 ? u16(slab, f + 34) ^ u16(slab, f + 36) : 0; // flow hash
@@ -943,16 +941,16 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
       };
     }
     function underlayToTap(rxFd: number, tapFd: number) {
-      const slab = new Uint8Array(SLOT * 64);
+      const slab = new Uint8Array(SLOT_SIZE * 64);
       const lens = new Int32Array(64), srcs = new Uint32Array(64);
       const offs = new Uint32Array(64), ls = new Uint32Array(64);
       return () => {
         for (;;) {
-          const n = addon.recvVxlanBatch(rxFd, slab, 0, SLOT, HEADROOM, 64, lens, srcs);
+          const n = addon.recvVxlanBatch(rxFd, slab, 0, SLOT_SIZE, HEADROOM, 64, lens, srcs);
           let k = 0;
           for (let i = 0; i < n; i++) {
             if (lens[i] < 0) continue;
-            offs[k] = i * SLOT + HEADROOM + VXLAN_LEN; // the TAP takes [vnet][frame]
+            offs[k] = i * SLOT_SIZE + HEADROOM + VXLAN_LEN; // the TAP takes [vnet][frame]
             ls[k] = lens[i] - VXLAN_LEN;
             k++;
           }
@@ -1043,7 +1041,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
   });
   // Linux 6.2 taught TAPs to take UDP_L4 GSO frames; before, the first USO write is EINVAL and the
   // addon stops trying for the process (the VM suite checks that on Debian 12's 6.1).
-  const kernelTakesUso = kMajor > 6 || (kMajor === 6 && kMinor >= 2);
+  const kernelTakesUso = takesTapUso(release());
   it.skipIf(!kernelTakesUso)('writeBatch with udpRuns: runs of UDP datagrams go as one USO write each; a forwarding kernel puts out the same datagrams', async () => {
     // A namespace of its own: TAP W (ours, virtio-net header; we write into it) 10.244.1.1/24 and
     // TAP R (ours, plain; we read from it) 10.244.2.1/24, forwarding between them, 10.244.2.7 a
@@ -1077,12 +1075,17 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
       });
       const other = (f: Uint8Array): Sent => ({ entry: concat([plainHdr, f]), expect: f });
 
-      /** Write the entries in one writeBatch(…, true); return the USO writes it made, and what R got. */
-      const writeAndForward = async (sent: Sent[]): Promise<{ writes: number; datagrams: number; got: Uint8Array[] }> => {
-        const slab = concat(sent.map((x) => x.entry));
+      /** The entries laid end to end in one slab, with their offsets and lengths. */
+      const batch = (sent: Sent[]) => {
         const offsets = new Uint32Array(sent.length), lens = new Uint32Array(sent.length);
         let at = 0;
         sent.forEach((x, i) => { offsets[i] = at; lens[i] = x.entry.length; at += x.entry.length; });
+        return { slab: concat(sent.map((x) => x.entry)), offsets, lens };
+      };
+
+      /** Write the entries in one writeBatch(…, true); return the USO writes it made, and what R got. */
+      const writeAndForward = async (sent: Sent[]): Promise<{ writes: number; datagrams: number; got: Uint8Array[] }> => {
+        const { slab, offsets, lens } = batch(sent);
         const before = addon.stats();
         expect(addon.writeBatch(w.fd, slab, offsets, lens, 0, sent.length, true)).toBe(sent.length);
         const after = addon.stats();
@@ -1166,10 +1169,7 @@ describe.skipIf(!canRun)('native addon offload (root, Linux)', () => {
 
       // Without udpRuns every frame is its own write.
       const before = addon.stats().tapUdpGsoWrites;
-      const slab = concat(run1.map((x) => x.entry));
-      const offsets = new Uint32Array(run1.length), lens = new Uint32Array(run1.length);
-      let at = 0;
-      run1.forEach((x, i) => { offsets[i] = at; lens[i] = x.entry.length; at += x.entry.length; });
+      const { slab, offsets, lens } = batch(run1);
       expect(addon.writeBatch(w.fd, slab, offsets, lens, 0, run1.length)).toBe(run1.length);
       expect(addon.stats().tapUdpGsoWrites).toBe(before);
       expect(() => addon.writeBatch(w.fd, slab, offsets, lens, 0, 1, 1 as unknown as boolean)).toThrow(/udpRuns must be a boolean/);

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { VmCluster, type ExecResult } from './cluster.ts';
 import type { LabPod } from '../../src/lab/lab.ts';
+import { takesTapUso } from '../kernel.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SSH_CONFIG = process.env.PODWIRE_VAGRANT_SSH_CONFIG ?? '';
@@ -202,8 +203,7 @@ describe('UDP into a pod', () => {
     // Linux 6.2 added UDP_L4 GSO to what a TAP accepts; the VMs' Debian 12 kernel (6.1) refuses it,
     // so the daemon's first USO write fails, it stops trying (tapUdpGso false) and writes each
     // datagram on its own. Either way every datagram must arrive.
-    const [major, minor] = (await c.exec('node2', ['uname', '-r'])).stdout.trim().split('.').map(Number);
-    const takesUso = major > 6 || (major === 6 && minor >= 2);
+    const takesUso = takesTapUso((await c.exec('node2', ['uname', '-r'])).stdout.trim());
     const tool = '/opt/podwire/test/integration/tools/udp-stream.mjs';
     type Addon = { tapUdpGsoWrites: number; tapUdpGso: boolean };
     const before = (await c.admin<{ addon: Addon }>('node2', { op: 'counters' })).addon;

@@ -14,8 +14,7 @@
 import { execFileSync } from 'node:child_process';
 import { loadAddon, openTunnelTap } from '../../../src/io/native.ts';
 import { SLOT_SIZE, HEADROOM } from '../../../src/frame/slab.ts';
-
-const ipToU32 = (ip: string) => ip.split('.').reduce((a, b) => a * 256 + Number(b), 0);
+import { ipToU32, macFromIp, macToString, TUNNEL_MAC_PREFIX } from '../../../src/control/addressing.ts';
 const mode = process.argv[2];
 const req = JSON.parse(await new Promise<string>((resolve) => {
   let s = '';
@@ -26,7 +25,8 @@ const addon = loadAddon();
 if (mode === 'send') {
   let tunnel: { fd: number; mac: string } | undefined;
   if (req.tap) {
-    tunnel = { fd: openTunnelTap(addon, req.tap).fd, mac: '0e670a4d0001' };
+    // The daemon's choice of address (0e:67 + the underlay address), as 12 hex digits.
+    tunnel = { fd: openTunnelTap(addon, req.tap).fd, mac: macToString(macFromIp(TUNNEL_MAC_PREFIX, ipToU32(req.src))).replaceAll(':', '') };
     execFileSync('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0',
       `net.ipv4.conf.${req.tap}.rp_filter=0`, `net.ipv4.conf.${req.tap}.accept_local=1`]);
     execFileSync('ip', ['link', 'set', 'dev', req.tap, 'address', tunnel.mac.replace(/(..)(?!$)/g, '$1:'), 'up']);
