@@ -114,6 +114,13 @@ export interface PodState {
 /** The offloads podwire asks of every TAP in super-frame mode: checksum, TSO for IPv4 and IPv6. */
 const TAP_OFFLOADS = OFFLOAD.CSUM | OFFLOAD.TSO4 | OFFLOAD.TSO6;
 
+/** Busy polling hands the JS thread back to libuv this long after it began spinning... */
+const HAND_BACK_DUE_MICROS = 5_000;
+/** ...at the first gap of this long in the traffic (longer than a request's round trip here)... */
+const HAND_BACK_GAP_MICROS = 1_000;
+/** ...or at this point at the latest, gap or not. */
+const HAND_BACK_FORCED_MICROS = 10_000;
+
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export class Daemon {
@@ -426,30 +433,59 @@ export class Daemon {
    * epoll, poll every data fd (overlay socket, host TAP, pod TAPs) for up to the budget and handle
    * whatever becomes readable, starting the budget again after each batch. A request's reply that
    * comes back within the budget is then read at once instead of waiting for the scheduler to
-   * wake this process, which is most of a userspace hop's latency on a VM. While spinning the JS
-   * thread belongs to the data path, so the loop hands the thread back after 5 ms of continuous
-   * traffic (timers, control requests and the admin socket wait behind it no longer than that)
-   * and spins on right after.
+   * wake this process, which is most of a userspace hop's latency on a VM.
+   *
+   * While spinning the JS thread belongs to the data path, so it is handed back to libuv (timers,
+   * control requests, the admin socket) at least every few milliseconds, and then spinning goes
+   * on. Where it is handed back matters: right after forwarding a request, the reply would arrive
+   * while the loop is busy elsewhere. So once the hand-back is due (HAND_BACK_DUE_MICROS) it waits
+   * for a gap in the traffic (HAND_BACK_GAP_MICROS with nothing to read); only traffic without such
+   * a gap is interrupted, at HAND_BACK_FORCED_MICROS.
    */
-  private busyPoll(): void {
+  private busyPoll(resume = false): void {
     const budget = this.opts.busyPollMicros ?? 0;
     if (budget === 0 || this.spinning || this.spinFds.length === 0) return;
     this.spinning = true;
     let handedBack = false;
     try {
-      const handBackAt = Date.now() + 5;
-      while (this.addon.spinPoll(this.spinFds, this.spinReady, budget) > 0) {
+      const start = performance.now() * 1000;
+      const handBackDue = start + HAND_BACK_DUE_MICROS, handBackForced = start + HAND_BACK_FORCED_MICROS;
+      // Called after a batch, the budget starts now; resumed after a hand-back, it runs on from the
+      // last batch, so that a hand-back never prolongs spinning without traffic.
+      if (!resume) this.spinQuietUntil = start + budget;
+      for (;;) {
+        let now = performance.now() * 1000;
+        // Wait for traffic until the budget runs out, or until a gap past the hand-back's due
+        // time: the hand-back goes where no reply is in flight.
+        const untilGap = Math.max(handBackDue - now, 0) + HAND_BACK_GAP_MICROS;
+        const wait = Math.ceil(Math.min(this.spinQuietUntil - now, untilGap));
+        if (wait <= 0 || this.addon.spinPoll(this.spinFds, this.spinReady, wait) === 0) {
+          now = performance.now() * 1000;
+          if (now >= this.spinQuietUntil) break;  // a whole budget without traffic: back to epoll
+          if (now >= handBackDue) { handedBack = true; break; }  // due, and a gap in the traffic
+          continue;
+        }
         for (let i = 0; i < this.spinFds.length; i++) if (this.spinReady[i] === 1) this.spinHandlers[i]();
-        if (Date.now() >= handBackAt) { handedBack = true; break; }
+        now = performance.now() * 1000;
+        this.spinQuietUntil = now + budget;
+        if (now >= handBackForced) { handedBack = true; break; }  // traffic without a gap
       }
     } finally {
       this.spinning = false;
     }
-    // Handed back with traffic still flowing: let the loop run its timers and control requests,
+    // Handed back with the budget not yet spent: let the loop run its timers and control requests,
     // then spin on (a pending immediate keeps libuv from sleeping in epoll meanwhile). Only a
-    // whole budget without traffic ends the spinning.
-    if (handedBack) setImmediate(() => this.busyPoll());
+    // whole budget without traffic ends the spinning. One resumption is pending at most, even when
+    // a watcher's callback spun and handed back meanwhile, so the loop's turn comes as often.
+    if (handedBack && !this.spinResumePending) {
+      this.spinResumePending = true;
+      setImmediate(this.resumeSpinning);
+    }
   }
+  private readonly resumeSpinning = (): void => { this.spinResumePending = false; this.busyPoll(true); };
+  private spinResumePending = false;
+  /** When the busy-poll budget runs out without traffic (µs, on performance.now()'s clock). */
+  private spinQuietUntil = 0;
   private spinning = false;
   private spinFds = new Int32Array(0);
   private spinReady = new Uint8Array(0);
