@@ -421,10 +421,14 @@ Napi::Value SpinPoll(const Napi::CallbackInfo& info) {
   for (;;) {
     int r = poll(t_spinFds, n, 0);
     if (r > 0) {
+      // An fd that is not open (POLLNVAL) counts in r but has nothing to read: it is skipped, as
+      // a negative fd is, and spinning goes on if it was the only one.
+      int readable = 0;
       for (size_t i = 0; i < n; i++) {
         ready[i] = (t_spinFds[i].revents & (POLLIN | POLLERR | POLLHUP)) ? 1 : 0;
+        readable += ready[i];
       }
-      return Napi::Number::New(env, r);
+      if (readable > 0) return Napi::Number::New(env, readable);
     } else if (r < 0 && errno != EINTR) {
       return ThrowErrno(env, "spinPoll: poll", errno);
     }

@@ -467,6 +467,14 @@ describe.skipIf(!canRun)('native addon (root, Linux)', () => {
     // A negative fd is skipped, as poll(2) does.
     expect(addon.spinPoll(Int32Array.of(-1, c.fd), ready, 1000)).toBe(1);
     expect([...ready.subarray(0, 2)]).toEqual([0, 1]);
+    // An fd that is not open is skipped too: not reported, and alone it does not end the spinning.
+    const closed = openLoopbackUdp();
+    addon.closeFd(closed.fd);
+    const t1 = process.hrtime.bigint();
+    expect(addon.spinPoll(Int32Array.of(closed.fd), ready, 2000)).toBe(0);
+    expect(Number(process.hrtime.bigint() - t1) / 1000).toBeGreaterThanOrEqual(2000);
+    expect(addon.spinPoll(Int32Array.of(closed.fd, c.fd), ready, 1000)).toBe(1);
+    expect([...ready.subarray(0, 2)]).toEqual([0, 1]);
     const A = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
     expect(() => addon.spinPoll(new Int32Array(0), ready, 10)).toThrow(RangeError);
     expect(() => addon.spinPoll(fdsArr, new Uint8Array(2), 10)).toThrow(RangeError);
