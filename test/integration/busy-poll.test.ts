@@ -6,25 +6,16 @@
  * sleeping once a whole budget passes without traffic.
  */
 import { describe, it, expect, afterAll } from 'vitest';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { TestLab, podYaml, TOOLS } from './harness.ts';
 import { adminRequest } from '../../src/daemon/client.ts';
+import { cpuSeconds } from '../../bench/lib.ts';   // utime + stime from /proc/<pid>/stat
 
 const MANIFESTS = [
   podYaml('a1', { node: 'node1', ip: '10.244.1.10' }),
   podYaml('a2', { node: 'node1', ip: '10.244.1.11' }),
   podYaml('b1', { node: 'node2', ip: '10.244.2.10' }),
 ].join('');
-
-/** CPU seconds (user + system, all threads) a process has used so far. */
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-function cpuSeconds(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK;   // fields 14 and 15: utime, stime
-}
 
 /** The budget: longer than the 10 ms between the pings below, so those keep the daemons spinning. */
 const BUDGET_MICROS = 20_000;
@@ -79,19 +70,16 @@ describe('busy polling', () => {
     // go back to epoll: every status answer below came from a hand-back in a gap between pings.
     const pinging = lab.execPod('a1', ['ping', '-n', '-c', '300', '-i', '0.01', '-W', '1', '10.244.2.10'], 30_000);
     await new Promise((r) => setTimeout(r, 300));
-    let answered = 0;
     for (let i = 0; i < 10; i++) {
       for (const node of ['node1', 'node2']) {
         const st = await adminRequest<{ busyPollMicros: number }>(lab.node(node).socket, { op: 'status' }, 2_000);
         expect(st.busyPollMicros).toBe(BUDGET_MICROS);
-        answered++;
       }
       await new Promise((r) => setTimeout(r, 100));
     }
     const r = await pinging;
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/300 packets transmitted, 300 received/);
-    expect(answered).toBe(20);
   });
 
   it('a whole budget without traffic sends the daemons back to sleep in epoll', async () => {
@@ -99,9 +87,9 @@ describe('busy polling', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     await new Promise((r) => setTimeout(r, 500));   // 25 budgets: long past any spinning
     const pids = ['node1', 'node2'].map((n) => lab.node(n).pid!);
-    const before = pids.map(cpuSeconds);
+    const before = await Promise.all(pids.map(cpuSeconds));
     await new Promise((r) => setTimeout(r, 2_000));
-    const used = pids.map((pid, i) => cpuSeconds(pid) - before[i]);
+    const used = (await Promise.all(pids.map(cpuSeconds))).map((cpu, i) => cpu - before[i]);
     // A daemon still spinning would use most of a CPU over these 2 s; a sleeping one, a few timers.
     for (const u of used) expect(u).toBeLessThan(0.25);
   });
