@@ -28,12 +28,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TSX_LOADER } from '../src/lab/lab.ts';
 import { sweepNetns, ipIn, sh, twoNodeUnderlay, type Side } from './lib.ts';
 
 const TOOLS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'tools');
 const SOURCE = path.join(TOOLS, 'floor-relay.cc');
 const NODE_RELAY = path.join(TOOLS, 'floor-relay-node.ts');
-const TSX_LOADER = path.join(TOOLS, '../../node_modules/tsx/dist/loader.mjs');
 const RELAY_MAX_SECONDS = 600;
 
 let compiled: Promise<string> | undefined;

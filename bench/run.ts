@@ -46,9 +46,9 @@ import { crossNode, BUSY_POLL_MICROS } from './cross-node.ts';
 import { clusterIp } from './clusterip.ts';
 import { ovsBench, ovsInRootNetns } from './ovs.ts';
 import { installSignalHandlers, parseBenchArgs, leftoverNetns, sweepNetns, usedPrefixes, progress, Results, sh, median, fmt, table, loadavg } from './lib.ts';
+import { TSX_LOADER } from '../src/lab/lab.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const TSX = path.join(HERE, '../node_modules/tsx/dist/loader.mjs');
 
 installSignalHandlers();
 const argv = process.argv.slice(2);
@@ -62,7 +62,7 @@ const R = { same: new Results(), cross: new Results(), cip: new Results(), ovs: 
 let failed = false;
 
 async function micro(): Promise<string> {
-  const r = await sh(process.execPath, ['--expose-gc', '--import', TSX, path.join(HERE, 'micro.ts'), ...(o.quick ? ['--quick'] : [])], 240_000);
+  const r = await sh(process.execPath, ['--expose-gc', '--import', TSX_LOADER, path.join(HERE, 'micro.ts'), ...(o.quick ? ['--quick'] : [])], 240_000);
   if (r.code !== 0) throw new Error(`bench/micro.ts: ${r.timedOut ? 'timed out' : `exit ${r.code}`}: ${r.stderr.trim().split('\n').slice(-5).join('\n')}`);
   return `== micro-benchmarks (bench/micro.ts) ==\n${r.stdout.trim()}`;
 }

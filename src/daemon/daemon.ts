@@ -460,10 +460,10 @@ export class Daemon {
         const untilGap = Math.max(handBackDue - now, 0) + HAND_BACK_GAP_MICROS;
         const wait = Math.ceil(Math.min(this.spinQuietUntil - now, untilGap));
         if (wait <= 0 || this.addon.spinPoll(this.spinFds, this.spinReady, wait) === 0) {
-          now = performance.now() * 1000;
-          if (now >= this.spinQuietUntil) break;  // a whole budget without traffic: back to epoll
-          if (now >= handBackDue) { handedBack = true; break; }  // due, and a gap in the traffic
-          continue;
+          // The wait ran out: a whole budget without traffic (back to sleeping in epoll), or else
+          // the gap past the due time (hand back).
+          handedBack = performance.now() * 1000 < this.spinQuietUntil;
+          break;
         }
         for (let i = 0; i < this.spinFds.length; i++) if (this.spinReady[i] === 1) this.spinHandlers[i]();
         now = performance.now() * 1000;

@@ -26,7 +26,8 @@ import { macToString, macFromIp, ipToU32, ROUTER_MAC_PREFIX } from '../control/a
 
 export const LABS_DIR = '/run/podwire/labs';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX_LOADER = path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs');
+/** tsx's ESM loader: `node --import TSX_LOADER file.ts` runs TypeScript (daemons, bench helpers). */
+export const TSX_LOADER = path.join(REPO_ROOT, 'node_modules/tsx/dist/loader.mjs');
 const CLI = path.join(REPO_ROOT, 'src/cli/podwire.ts');
 
 export interface LabNode { name: string; netns: string; underlayIp: string; podCIDR: string; socket: string; log: string; pid?: number; overlay: 'podwire' | 'kernel' }
